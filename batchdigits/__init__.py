@@ -1,0 +1,38 @@
+"""batchdigits: predict handwritten digits for a folder of images, into a CSV.
+
+The library API (the CLI is a thin layer over it)::
+
+    from batchdigits import predict_folder, train, load_model, load_mnist
+
+TensorFlow is imported only when a function that needs it runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["load_mnist", "load_model", "predict_folder", "read_card", "train"]
+
+_EXPORTS = {
+    "load_mnist": "data",
+    "load_model": "model",
+    "read_card": "model",
+    "predict_folder": "predict",
+    "train": "train",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import load_mnist
+    from .model import load_model, read_card
+    from .predict import predict_folder
+    from .train import train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m batchdigits``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""The ``batchdigits`` command line: parses options, calls one library function, and turns
+its exceptions into a message and a documented exit code. Nothing heavy is imported at
+module level, so ``--help`` and argument errors are instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import BatchDigitsError, ExitCode
+
+app = typer.Typer(
+    name="batchdigits",
+    help="Predict handwritten digits for a folder of images, into a CSV.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="MNIST: a folder with the four IDX files (.gz or raw) or an mnist.npz. "
+        "Default: $BATCHDIGITS_MNIST, else the Keras download.",
+        show_default=False,
+    ),
+]
+SkipChecksumOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-checksum",
+        help="Accept MNIST-format files whose checksums differ from the published ones.",
+    ),
+]
+
+
+def _run(func: Callable[[], T]) -> T:
+    """Call ``func``; turn every error into a message on stderr and an exit code."""
+    try:
+        return func()
+    except BatchDigitsError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing partial was written", highlight=False)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # the last resort: a bug, never a user error
+        err.print(
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a bug in batchdigits; please report it with the command you ran.",
+            highlight=False,
+        )
+        raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
+
+
+def _reporter():
+    from .progress import make_reporter
+
+    return make_reporter(err)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"batchdigits {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Predict handwritten digits for a folder of images, into a CSV."""
+
+
+@app.command()
+def train(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the model (.keras).")
+    ] = Path("model.keras"),
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed (data split, order, weights).")] = 1,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=12, help="Train on the first N training images only (quick trials)."),
+    ] = None,
+    skip_checksum: SkipChecksumOption = False,
+) -> None:
+    """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
+    from .train import TrainConfig
+    from .train import train as train_model
+
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
+    card = _run(
+        lambda: train_model(output, data, config, verify=not skip_checksum, reporter=_reporter())
+    )
+    err.print(
+        f"saved {output}: test accuracy {card['test_accuracy']:.4f} on "
+        f"{card['test_images']} MNIST test images, validation accuracy "
+        f"{card['validation_accuracy']:.4f}, {card['train_seconds']:.0f} s",
+        highlight=False,
+    )
+
+
+@app.command()
+def predict(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of digit images.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A .keras model. Default: the model shipped in the package."),
+    ] = None,
+    train_if_missing: Annotated[
+        bool,
+        typer.Option(
+            "--train-if-missing",
+            help="If --model does not exist, train one there first (train's defaults).",
+        ),
+    ] = False,
+    data: DataOption = None,
+    skip_checksum: SkipChecksumOption = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="Look in sub-folders.")
+    ] = True,
+) -> None:
+    """Predict every image under INPUT_DIR and write one CSV row per image file."""
+    from .predict import predict_folder
+
+    if train_if_missing and model is None:
+        err.print("[bold red]error:[/] --train-if-missing needs --model PATH", highlight=False)
+        raise typer.Exit(int(ExitCode.USAGE))
+    if train_if_missing and model is not None and not model.exists():
+        from .train import train as train_model
+
+        err.print(f"{model} does not exist: training a new model there first", highlight=False)
+        _run(lambda: train_model(model, data, verify=not skip_checksum, reporter=_reporter()))
+
+    summary = _run(
+        lambda: predict_folder(
+            input_dir, output, model, batch_size, recursive, reporter=_reporter()
+        )
+    )
+    err.print(
+        f"{summary.found} image files: {summary.predicted} predicted, {summary.errors} "
+        f"errors; {summary.skipped} other files skipped; "
+        f"{summary.images_per_second:.0f} images/s; wrote {summary.output}",
+        highlight=False,
+    )
+    raise typer.Exit(int(summary.exit_code))
+
+
+@app.command()
+def info(
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A .keras model. Default: the model shipped in the package."),
+    ] = None,
+) -> None:
+    """Print the model card (JSON) of a model."""
+    from .model import read_card
+
+    card = _run(lambda: read_card(model))
+    sys.stdout.write(json.dumps(card, indent=2) + "\n")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,64 @@
+"""Exception types raised by the library, and the exit codes the CLI maps them to.
+
+Only ``cli.py`` turns these into messages and exit codes; library code raises them.
+The codes follow the BSD ``sysexits.h`` conventions where one fits.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (see README, "Exit codes")."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2  # bad options or arguments (Typer's own code)
+    PARTIAL = 3  # finished, but some files could not be read; the CSV is complete
+    DATA_ERR = 65  # training data or model file present but invalid
+    NO_INPUT = 66  # input folder, training data or model missing
+    CANT_CREATE = 73  # the output cannot be written
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); the previous output is kept
+
+
+class BatchDigitsError(Exception):
+    """Base class: an error a user can cause and fix. Carries its exit code."""
+
+    exit_code: ExitCode = ExitCode.UNEXPECTED
+
+
+class InputNotFoundError(BatchDigitsError):
+    """The input folder does not exist or is not a folder."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class DataNotFoundError(BatchDigitsError):
+    """No MNIST source could be loaded."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class DataFormatError(BatchDigitsError):
+    """An MNIST file exists but is malformed (magic, shape, labels, checksum)."""
+
+    exit_code = ExitCode.DATA_ERR
+
+
+class ModelNotFoundError(BatchDigitsError):
+    """The model file does not exist."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class ModelLoadError(BatchDigitsError):
+    """The model file exists but cannot be loaded as a batchdigits model."""
+
+    exit_code = ExitCode.DATA_ERR
+
+
+class OutputError(BatchDigitsError):
+    """The output file or its folder cannot be written."""
+
+    exit_code = ExitCode.CANT_CREATE

@@ -1,0 +1,78 @@
+"""Finding the image files in an input folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import InputNotFoundError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+@dataclass
+class Listing:
+    """The image files under a root, as sorted relative paths with ``/`` separators."""
+
+    root: str
+    paths: list[str] = field(default_factory=list)
+    skipped: int = 0  # non-image and hidden files
+
+    def full_path(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/"))
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def find_images(
+    root: str | os.PathLike, recursive: bool = True, exclude: frozenset[str] = frozenset()
+) -> Listing:
+    """List image files under ``root`` by extension (case-insensitive), sorted by path.
+
+    Hidden files and folders (name starting with ``.``) are skipped, as are the real
+    paths in ``exclude`` (the output file). Symlinked folders are followed once each,
+    so a symlink loop cannot make the walk endless.
+    """
+    root_str = os.fspath(root)
+    if not os.path.isdir(root_str):
+        what = "does not exist" if not os.path.lexists(root_str) else "is not a folder"
+        raise InputNotFoundError(f"input folder {root_str!r} {what}; pass a folder of images")
+    listing = Listing(root=root_str)
+    seen_dirs: set[tuple[int, int]] = set()
+    excluded = {os.path.realpath(p) for p in exclude}
+    stack = [("", root_str)]
+    while stack:
+        prefix, folder = stack.pop()
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            listing.skipped += 1
+            continue
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            if entry.name.startswith("."):
+                listing.skipped += not _is_dir(entry)
+                continue
+            if _is_dir(entry) and not is_image_name(entry.name):
+                if recursive:
+                    stack.append((rel + "/", entry.path))
+                continue
+            if is_image_name(entry.name) and os.path.realpath(entry.path) not in excluded:
+                listing.paths.append(rel)
+            else:
+                listing.skipped += 1
+    listing.paths.sort()
+    return listing
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

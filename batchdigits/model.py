@@ -1,0 +1,129 @@
+"""The CNN: building it, saving it with its model card, and loading it back."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._lazy import keras
+from .errors import ModelLoadError, ModelNotFoundError, OutputError
+from .preprocess import SIZE
+
+DEFAULT_MODEL_NAME = "default.keras"
+#: Convolution widths per block (each block ends in 2x2 max pooling), dense width, dropout.
+DEFAULT_ARCHITECTURE: dict[str, Any] = {
+    "blocks": [[32, 32], [64, 64]],
+    "dense": 128,
+    "dropout": 0.4,
+}
+
+
+def default_model_path() -> Path:
+    """The model that ships inside the package."""
+    return Path(str(resources.files("batchdigits") / "models" / DEFAULT_MODEL_NAME))
+
+
+def card_path(model_path: str | os.PathLike) -> Path:
+    """Where a model's JSON card lives: ``NAME.keras`` -> ``NAME.card.json``."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".card.json")
+
+
+def build_model(
+    blocks: list[list[int]] = DEFAULT_ARCHITECTURE["blocks"],
+    dense: int = DEFAULT_ARCHITECTURE["dense"],
+    dropout: float = DEFAULT_ARCHITECTURE["dropout"],
+):
+    """The classic MNIST CNN: [Conv-BN-ReLU]xN + max pool per block, dense, dropout, softmax.
+
+    Input is ``(28, 28, 1)`` in 0..255 (``Rescaling`` inside the model), output ten
+    probabilities. The ``temperature`` layer divides the logits by a temperature (1 until
+    calibrated), so the saved file carries its own calibration.
+    """
+    k = keras()
+    layers = k.layers
+    inputs = k.Input(shape=(SIZE, SIZE, 1), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    for b, widths in enumerate(blocks):
+        for c, filters in enumerate(widths):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{b}_{c}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{b}_{c}")(x)
+            x = layers.Activation("relu", name=f"relu{b}_{c}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{b}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    logits = layers.Dense(10, name="logits")(x)
+    scaled = layers.Rescaling(1.0, name="temperature")(logits)
+    outputs = layers.Activation("softmax", name="probabilities")(scaled)
+    return k.Model(inputs, outputs, name="batchdigits_cnn")
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """Load a ``.keras`` model (default: the shipped one) and check it fits this tool."""
+    p = Path(path) if path is not None else default_model_path()
+    if not p.is_file():
+        raise ModelNotFoundError(
+            f"model file {p} does not exist; pass --model with a .keras file, "
+            "or add --train-if-missing to train one there"
+        )
+    try:
+        model = keras().models.load_model(p, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise ModelLoadError(
+            f"cannot load model {p}: {type(exc).__name__}: {exc}. "
+            "Is it a .keras file saved by 'batchdigits train'?"
+        ) from exc
+    in_shape = tuple(model.input_shape[1:])
+    out_shape = tuple(model.output_shape[1:])
+    if in_shape != (SIZE, SIZE, 1) or out_shape != (10,):
+        raise ModelLoadError(
+            f"model {p} takes {in_shape} and gives {out_shape}; batchdigits needs a model "
+            "from (28, 28, 1) images to 10 probabilities"
+        )
+    return model
+
+
+def check_model_output(path: str | os.PathLike) -> Path:
+    """Fail early (before any training) if ``path`` cannot take a saved model."""
+    p = Path(path)
+    if p.suffix != ".keras":
+        raise OutputError(f"model output {p} must end in .keras")
+    if p.is_dir():
+        raise OutputError(f"model output {p} is a folder; give a file name ending in .keras")
+    folder = p.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot save model to {p}: folder {folder} is not writable")
+    return p
+
+
+def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> Path:
+    """Save the model as ``.keras`` and its card beside it; return the card's path."""
+    p = check_model_output(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        model.save(p)
+        cp = card_path(p)
+        cp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot save model to {p}: {exc.strerror or exc}") from exc
+    return cp
+
+
+def read_card(model_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The model card of a model (default: the shipped one)."""
+    mp = Path(model_path) if model_path is not None else default_model_path()
+    cp = card_path(mp)
+    if not cp.is_file():
+        if not mp.is_file():
+            raise ModelNotFoundError(f"model file {mp} does not exist")
+        raise ModelNotFoundError(f"model {mp} has no card ({cp.name} is missing beside it)")
+    try:
+        return json.loads(cp.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read model card {cp}: {exc}") from exc

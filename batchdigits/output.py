@@ -1,0 +1,96 @@
+"""The predictions CSV: its columns, row format, and a writer that never half-writes.
+
+Rows go to a temporary file in the output's own folder as they come; only a completed
+run renames it over the output (``os.replace``), so a reader sees the previous complete
+CSV or the new complete one, never anything in between.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import OutputError
+
+COLUMNS = ("path", "prediction", "confidence", "error")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV row: a prediction, or an error for a file that could not be used."""
+
+    path: str
+    prediction: int | None = None
+    confidence: float | None = None
+    error: str = ""
+
+    def cells(self) -> list[str]:
+        if self.prediction is None:
+            return [self.path, "", "", self.error]
+        return [self.path, str(self.prediction), f"{self.confidence:.6f}", self.error]
+
+
+def _publish_mode(output: Path) -> int:
+    """The mode the published file should have: the old output's, else 0666 less umask."""
+    try:
+        return output.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+class AtomicCsvWriter:
+    """Write rows to a temporary file; :meth:`commit` publishes it, :meth:`abort` drops it."""
+
+    def __init__(self, output: str | os.PathLike) -> None:
+        self.output = Path(output)
+        folder = self.output.parent
+        if self.output.is_dir():
+            raise OutputError(f"output {self.output} is a folder; give a file name such as x.csv")
+        if not folder.is_dir():
+            raise OutputError(f"cannot write {self.output}: folder {folder} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {self.output}: {exc.strerror or exc} in {folder}; "
+                "choose another --output or fix the folder's permissions"
+            ) from exc
+        self.tmp_path = Path(tmp)
+        os.chmod(fd, _publish_mode(self.output))  # mkstemp makes 0600; keep the usual mode
+        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        self._csv.writerow(COLUMNS)
+        self.rows_written = 0
+
+    def write(self, rows: list[Row]) -> None:
+        self._csv.writerows(row.cells() for row in rows)
+        self.rows_written += len(rows)
+
+    def commit(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.tmp_path, self.output)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicCsvWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

@@ -1,0 +1,44 @@
+"""The tf.data pipeline that streams a folder's files to the model.
+
+paths -> parallel read + decode + normalise -> batch -> prefetch. Each element keeps
+the index of its file in the (sorted) listing, so results join back to files. Elements
+whose read or decode fails are dropped here (``ignore_errors``); the caller sees the gap
+in the indices and handles that file alone (see :mod:`batchdigits.decode`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._lazy import tf
+from .decode import decode_tf
+from .preprocess import SIZE, normalize
+
+
+def _load(index, path):
+    t = tf()
+    return index, normalize(decode_tf(t.io.read_file(path)))
+
+
+def image_batches(full_paths: list[str], batch_size: int):
+    """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1))`` in file order."""
+    t = tf()
+    encoded = [os.fsencode(p) for p in full_paths]  # bytes: any file name, even non-UTF-8
+    ds = t.data.Dataset.from_tensor_slices(
+        (t.range(len(encoded), dtype=t.int64), t.constant(encoded, dtype=t.string))
+    )
+    ds = ds.map(_load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()
+    return ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
+
+
+def make_infer(model):
+    """A compiled ``images -> probabilities`` function for batches of any size."""
+    t = tf()
+    spec = t.TensorSpec([None, SIZE, SIZE, 1], t.float32)
+
+    @t.function(input_signature=[spec], reduce_retracing=True)
+    def infer(images):
+        return model(images, training=False)
+
+    return infer

@@ -1,0 +1,167 @@
+"""Training a model on MNIST, with a held-out validation split and a model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._lazy import keras, tf
+from .data import Mnist, load_mnist
+from .model import DEFAULT_ARCHITECTURE, build_model, check_model_output, save_model
+from .preprocess import normalize
+from .progress import NullReporter, Reporter
+
+#: Share of the (possibly --limit'ed) training images held out for validation.
+VALIDATION_FRACTION = 1 / 12  # 5,000 of MNIST's 60,000
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 128
+    seed: int = 1
+    limit: int | None = None
+    learning_rate: float = 2e-3
+    architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
+
+
+def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and validation parts of ``n`` images (seeded, disjoint)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(n * VALIDATION_FRACTION))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def image_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed=None):
+    """MNIST arrays -> batched ``(image, label)`` through the shared preprocessing."""
+    t = tf()
+    ds = t.data.Dataset.from_tensor_slices((images[..., None], labels.astype("int32")))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.map(
+        lambda x, y: (normalize(x), y), num_parallel_calls=t.data.AUTOTUNE, deterministic=True
+    )
+    return ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
+
+
+def _progress_callback(reporter: Reporter, epochs: int, steps: int):
+    k = keras()
+
+    class _Report(k.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            reporter.start(f"epoch {epoch + 1}/{epochs}", steps)
+
+        def on_train_batch_end(self, batch, logs=None):
+            reporter.advance(1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            reporter.stop()
+            logs = logs or {}
+            reporter.log(
+                f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, "
+                f"accuracy {logs.get('accuracy', float('nan')):.4f}, "
+                f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}"
+            )
+
+    return _Report()
+
+
+def _best_weights_callback():
+    """Keep the weights of the epoch with the best validation accuracy (model selection)."""
+    k = keras()
+
+    class _Best(k.callbacks.Callback):
+        best = -1.0
+        weights = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            acc = (logs or {}).get("val_accuracy", -1.0)
+            if acc > self.best:
+                self.best, self.weights = acc, self.model.get_weights()
+
+        def on_train_end(self, logs=None):
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+
+    return _Best()
+
+
+def train_model(
+    mnist: Mnist, config: TrainConfig, reporter: Reporter | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Train on ``mnist``; return the model (best validation epoch) and its card."""
+    reporter = reporter or NullReporter()
+    k, t = keras(), tf()
+    k.utils.set_random_seed(config.seed)
+    t.config.experimental.enable_op_determinism()
+
+    x, y = mnist.x_train, mnist.y_train
+    if config.limit is not None:
+        x, y = x[: config.limit], y[: config.limit]
+    train_idx, val_idx = split_train_validation(len(x), config.seed)
+    train_ds = image_dataset(x[train_idx], y[train_idx], config.batch_size, config.seed)
+    val_ds = image_dataset(x[val_idx], y[val_idx], 512)
+    test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
+
+    model = build_model(**config.architecture)
+    steps = -(-len(train_idx) // config.batch_size)
+    schedule = k.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, steps * config.epochs), alpha=0.01
+    )
+    model.compile(
+        optimizer=k.optimizers.Adam(learning_rate=schedule),
+        loss=k.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    best = _best_weights_callback()
+    t0 = time.perf_counter()
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        verbose=0,
+        callbacks=[_progress_callback(reporter, config.epochs, steps), best],
+    )
+    seconds = time.perf_counter() - t0
+    test_loss, test_acc = model.evaluate(test_ds, verbose=0)
+    card = {
+        "format": "batchdigits-model-card/1",
+        "test_accuracy": round(float(test_acc), 6),
+        "test_loss": round(float(test_loss), 6),
+        "validation_accuracy": round(float(best.best), 6),
+        "test_images": int(len(mnist.x_test)),
+        "train_images": int(len(train_idx)),
+        "validation_images": int(len(val_idx)),
+        **{key: value for key, value in asdict(config).items()},
+        "parameters": int(model.count_params()),
+        "train_seconds": round(seconds, 1),
+        "data_source": mnist.source,
+        "data_checksums": mnist.checksums,
+        "tensorflow_version": t.__version__,
+        "keras_version": k.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return model, card
+
+
+def train(
+    output: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    config: TrainConfig | None = None,
+    verify: bool = True,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Load MNIST, train, save ``output`` (.keras) and its card; return the card."""
+    config = config or TrainConfig()
+    check_model_output(output)
+    mnist = load_mnist(data, verify=verify)
+    model, card = train_model(mnist, config, reporter)
+    card["model_file"] = Path(output).name
+    save_model(model, output, card)
+    return card
