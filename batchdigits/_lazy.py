@@ -6,7 +6,9 @@ need it call :func:`tf` or :func:`keras` at run time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from types import ModuleType
 
@@ -26,12 +28,34 @@ def _quiet_environment() -> None:
 _modules: dict[str, ModuleType] = {}
 
 
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Hold back what native code writes to fd 2 (absl's start-up INFO lines, the CUDA
+    probe on a machine without a GPU): cron would mail it. Replayed if import fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def tf() -> ModuleType:
     """Import and return ``tensorflow``."""
     if "tf" not in _modules:
         _quiet_environment()
-        import tensorflow
+        with _native_stderr_captured():
+            import tensorflow
 
+            tensorflow.config.list_physical_devices()  # device probing happens here, quietly
         _modules["tf"] = tensorflow
     return _modules["tf"]
 

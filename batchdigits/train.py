@@ -125,6 +125,7 @@ def train_model(
         train_ds,
         validation_data=val_ds,
         epochs=config.epochs,
+        shuffle=False,  # the dataset shuffles itself, seeded
         verbose=0,
         callbacks=[_progress_callback(reporter, config.epochs, steps), best],
     )

@@ -1,0 +1,167 @@
+"""The command line: exit codes, stdout/stderr, and the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from batchdigits.cli import app
+from batchdigits.model import card_path
+
+runner = CliRunner()
+
+
+def test_help_lists_commands_without_importing_tensorflow():
+    code = (
+        "import sys; from typer.testing import CliRunner; from batchdigits.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); print(r.output); "
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow imported for --help'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for command in ("train", "predict", "info"):
+        assert command in done.stdout
+
+
+def test_predict_exit_codes_and_streams(digit_folder, tiny_model, tmp_path):
+    root, labels = digit_folder
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(root), "-o", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 3, result.output  # broken.png could not be read
+    assert result.stdout == ""  # results only in the CSV
+    assert f"{len(labels) + 1} image files" in result.stderr
+    assert "1 errors" in result.stderr and str(out) in result.stderr
+    assert len(pd.read_csv(out)) == len(labels) + 1
+
+    (root / "broken.png").unlink()
+    result = runner.invoke(app, ["predict", str(root), "-o", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+
+
+def test_predict_missing_input_is_66(tmp_path):
+    result = runner.invoke(app, ["predict", str(tmp_path / "nope"), "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 66
+    assert "does not exist" in result.stderr and "Traceback" not in result.output
+    (tmp_path / "file.png").write_bytes(b"x")
+    result = runner.invoke(app, ["predict", str(tmp_path / "file.png")])
+    assert result.exit_code == 66 and "is not a folder" in result.stderr
+
+
+def test_predict_unwritable_output_is_73(digit_folder, tiny_model, tmp_path):
+    root, _ = digit_folder
+    bad = tmp_path / "missing-dir" / "o.csv"
+    args = ["predict", str(root), "--model", str(tiny_model), "-o"]
+    result = runner.invoke(app, [*args, str(bad)])
+    assert result.exit_code == 73 and "missing-dir" in result.stderr
+    result = runner.invoke(app, [*args, str(tmp_path)])  # a folder
+    assert result.exit_code == 73 and "is a folder" in result.stderr
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        result = runner.invoke(app, [*args, str(locked / "o.csv")])
+        assert result.exit_code == 73
+
+
+def test_predict_bad_model_file(digit_folder, tmp_path):
+    root, _ = digit_folder
+    bogus = tmp_path / "bogus.keras"
+    bogus.write_text("not a model")
+    result = runner.invoke(
+        app, ["predict", str(root), "--model", str(bogus), "-o", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 65 and "cannot load model" in result.stderr
+    result = runner.invoke(app, ["predict", str(root), "--model", str(tmp_path / "none.keras")])
+    assert result.exit_code == 66 and "--train-if-missing" in result.stderr
+
+
+def test_usage_errors_are_2(tmp_path):
+    assert runner.invoke(app, ["predict"]).exit_code == 2
+    assert runner.invoke(app, ["predict", str(tmp_path), "--batch-size", "0"]).exit_code == 2
+    assert runner.invoke(app, ["train", "--epochs", "zero"]).exit_code == 2
+    result = runner.invoke(app, ["predict", str(tmp_path), "--train-if-missing"])
+    assert result.exit_code == 2 and "--model" in result.stderr
+
+
+def test_info_prints_the_card(tiny_model):
+    result = runner.invoke(app, ["info", "--model", str(tiny_model)])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == json.loads(card_path(tiny_model).read_text())
+
+
+def test_info_of_the_shipped_model():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)
+    assert card["test_accuracy"] >= 0.993 and card["test_images"] == 10000
+
+
+def test_train_without_any_data_source_is_66(tmp_path, monkeypatch):
+    import batchdigits.data as data
+
+    monkeypatch.delenv("BATCHDIGITS_MNIST", raising=False)
+    monkeypatch.setattr(data, "_keras_download", lambda: (_ for _ in ()).throw(OSError("offline")))
+    result = runner.invoke(app, ["train", "-o", str(tmp_path / "m.keras")])
+    assert result.exit_code == 66
+    assert "Tried:" in result.stderr and "--data" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_train_with_corrupt_data_is_65(tmp_path):
+    (tmp_path / "mnist.npz").write_bytes(b"nonsense")
+    result = runner.invoke(
+        app, ["train", "--data", str(tmp_path), "--skip-checksum", "-o", str(tmp_path / "m.keras")]
+    )
+    assert result.exit_code == 65 and "npz" in result.stderr
+
+
+@pytest.mark.slow
+def test_predict_train_if_missing(mnist_path, digit_folder, tmp_path, monkeypatch):
+    """One command trains (train's defaults, here shortened) and then predicts."""
+    import batchdigits.train as train_module
+
+    real = train_module.TrainConfig
+    monkeypatch.setattr(
+        train_module, "TrainConfig", lambda: real(epochs=1, limit=1000, batch_size=32)
+    )
+    root, labels = digit_folder
+    model = tmp_path / "new" / "m.keras"
+    out = tmp_path / "o.csv"
+    args = ["predict", str(root), "--model", str(model), "--train-if-missing"]
+    result = runner.invoke(app, [*args, "--data", str(mnist_path), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    assert model.is_file() and card_path(model).is_file()
+    assert "training a new model" in result.stderr
+    assert len(pd.read_csv(out)) == len(labels) + 1
+
+
+@pytest.mark.slow
+def test_console_script_in_a_subprocess(digit_folder, tiny_model, tmp_path):
+    exe = shutil.which("batchdigits", path=os.path.dirname(sys.executable))
+    assert exe, "the batchdigits console script is not installed next to this Python"
+    done = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "predict" in done.stdout
+
+    root, labels = digit_folder
+    out = tmp_path / "sub.csv"
+    done = subprocess.run(
+        [exe, "predict", str(root), "-o", str(out), "--model", str(tiny_model)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == ""
+    assert "\x1b[" not in done.stderr  # no colour codes when stderr is not a terminal
+    assert len(pd.read_csv(out)) == len(labels) + 1
+
+    done = subprocess.run(
+        [sys.executable, "-m", "batchdigits", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.startswith("batchdigits ")

@@ -1,0 +1,129 @@
+"""predict_folder: one row per image file, error rows, order, and a CSV pandas reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batchdigits.errors import ExitCode, InputNotFoundError, OutputError
+from batchdigits.model import load_model
+from batchdigits.output import COLUMNS
+from batchdigits.predict import predict_folder
+from batchdigits.preprocess import normalize
+
+
+def read_csv(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"path": str, "error": str}, keep_default_na=False)
+
+
+def test_rows_errors_and_summary(digit_folder, tiny_model, tmp_path):
+    root, labels = digit_folder
+    out = tmp_path / "out.csv"
+    summary = predict_folder(root, out, model=tiny_model, batch_size=5)
+
+    df = read_csv(out)
+    assert tuple(df.columns) == COLUMNS
+    expected_paths = sorted([*labels, "broken.png"])
+    assert list(df["path"]) == expected_paths  # sorted, '/' separators, hidden file skipped
+    broken = df[df["path"] == "broken.png"].iloc[0]
+    assert broken["prediction"] == "" and broken["confidence"] == ""
+    assert "cannot decode image" in broken["error"]
+    ok = df[df["path"] != "broken.png"]
+    assert (ok["error"] == "").all()
+    assert ok["prediction"].astype(int).between(0, 9).all()
+    conf = ok["confidence"].astype(float)
+    assert conf.between(0, 1).all()
+    assert all(len(c.split(".")[1]) == 6 for c in ok["confidence"])
+
+    assert summary.found == len(labels) + 1
+    assert summary.errors == 1 and summary.predicted == len(labels)
+    assert summary.skipped == 2  # notes.txt and .hidden.png
+    assert summary.exit_code == ExitCode.PARTIAL
+
+
+def test_predictions_match_the_model_on_the_same_pixels(digit_folder, tiny_model, tmp_path, mnist):
+    """The streamed pipeline gives what the model says for the file's pixels."""
+    root, labels = digit_folder
+    out = tmp_path / "out.csv"
+    predict_folder(root, out, model=tiny_model, batch_size=4)
+    df = read_csv(out).set_index("path")
+    model = load_model(tiny_model)
+    pngs = sorted(p for p in labels if p.lower().endswith(".png"))
+    index = {f"png/digit_{i:02d}.png": i for i in range(6)}
+    index.update({f"digit_{i:02d}.PNG": i for i in range(6, 12)})
+    x = np.stack([normalize(mnist.x_test[index[p]]).numpy() for p in pngs])
+    probs = model(x, training=False).numpy()
+    assert list(df.loc[pngs, "prediction"].astype(int)) == list(probs.argmax(axis=1))
+    np.testing.assert_allclose(
+        df.loc[pngs, "confidence"].astype(float), probs.max(axis=1), atol=2e-6
+    )
+
+
+def test_batch_size_does_not_change_results(digit_folder, tiny_model, tmp_path):
+    root, _ = digit_folder
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    predict_folder(root, a, model=tiny_model, batch_size=1)
+    predict_folder(root, b, model=tiny_model, batch_size=256)
+    da, db = read_csv(a), read_csv(b)
+    assert list(da["path"]) == list(db["path"])
+    assert list(da["prediction"]) == list(db["prediction"])
+    assert list(da["error"]) == list(db["error"])
+    ok = da["confidence"] != ""
+    # Batched maths may differ in the last float bits; nothing more.
+    np.testing.assert_allclose(
+        da.loc[ok, "confidence"].astype(float), db.loc[ok, "confidence"].astype(float), atol=2e-6
+    )
+
+
+def test_no_recursive_reads_top_level_only(digit_folder, tiny_model, tmp_path):
+    root, labels = digit_folder
+    out = tmp_path / "out.csv"
+    predict_folder(root, out, model=tiny_model, recursive=False)
+    assert list(read_csv(out)["path"]) == sorted(
+        ["broken.png", *(p for p in labels if "/" not in p)]
+    )
+
+
+def test_empty_folder_gives_header_only(tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out.csv"
+    summary = predict_folder(tmp_path / "empty", out, model=tiny_model)
+    assert out.read_text() == ",".join(COLUMNS) + "\n"
+    assert summary.found == 0 and summary.exit_code == ExitCode.OK
+
+
+def test_missing_input_and_unwritable_output(tmp_path, tiny_model, digit_folder):
+    with pytest.raises(InputNotFoundError):
+        predict_folder(tmp_path / "nope", tmp_path / "o.csv", model=tiny_model)
+    root, _ = digit_folder
+    with pytest.raises(OutputError, match="does not exist"):
+        predict_folder(root, tmp_path / "no" / "such" / "o.csv", model=tiny_model)
+
+
+def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch, tiny_model):
+    root, _ = digit_folder
+    out = tmp_path / "out.csv"
+    out.write_text("previous complete csv\n")
+
+    import batchdigits.predict as predict_module
+
+    def boom(*args, **kwargs):
+        yield []
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(predict_module, "predict_rows", boom)
+    with pytest.raises(RuntimeError):
+        predict_folder(root, out, model=tiny_model)
+    assert out.read_text() == "previous complete csv\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_output_inside_input_is_not_read(tmp_path, tiny_model, mnist):
+    from conftest import save_digit
+
+    root = tmp_path / "d"
+    save_digit(root / "a.png", mnist.x_test[0])
+    save_digit(root / "out.png", mnist.x_test[1])  # an output named like an image
+    predict_folder(root, root / "out.png", model=tiny_model)
+    assert list(read_csv(root / "out.png")["path"]) == ["a.png"]

@@ -1,0 +1,61 @@
+"""Training: a quick run saves a model and a card that load back and predict identically."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from batchdigits.errors import OutputError
+from batchdigits.model import card_path, load_model, read_card, save_model
+from batchdigits.train import TrainConfig, split_train_validation, train, train_model
+
+
+def test_split_is_disjoint_seeded_and_holds_out_a_twelfth():
+    tr, va = split_train_validation(60000, seed=3)
+    assert len(va) == 5000 and len(tr) == 55000
+    assert not set(tr) & set(va)
+    tr2, va2 = split_train_validation(60000, seed=3)
+    np.testing.assert_array_equal(va, va2)
+    assert not np.array_equal(va, split_train_validation(60000, seed=4)[1])
+
+
+@pytest.mark.slow
+def test_trained_model_and_card_survive_save_and_load(tmp_path, mnist):
+    model, card = train_model(mnist, TrainConfig(epochs=1, limit=2000, batch_size=32, seed=7))
+    out = tmp_path / "sub" / "m.keras"
+    save_model(model, out, card)
+    assert out.is_file() and card_path(out).is_file()
+    assert json.loads(card_path(out).read_text()) == read_card(out) == card
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "validation_accuracy",
+        "epochs",
+        "batch_size",
+        "seed",
+        "parameters",
+        "train_seconds",
+        "data_source",
+        "data_checksums",
+        "tensorflow_version",
+        "keras_version",
+        "date",
+    ):
+        assert key in card, key
+    assert card["epochs"] == 1 and card["seed"] == 7 and card["limit"] == 2000
+    assert card["train_images"] + card["validation_images"] == 2000
+    assert card["test_images"] == 10000
+    assert 0.5 < card["test_accuracy"] <= 1.0  # 2,000 images, 1 epoch: far above chance
+
+    x = mnist.x_test[:64, ..., None].astype("float32")
+    before = model(x, training=False).numpy()
+    after = load_model(out)(x, training=False).numpy()
+    np.testing.assert_array_equal(before, after)
+    np.testing.assert_allclose(after.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_train_rejects_bad_output_before_training(tmp_path):
+    with pytest.raises(OutputError, match=r"must end in \.keras"):
+        train(tmp_path / "model.h5", data=tmp_path / "nowhere")
