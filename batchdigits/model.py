@@ -107,12 +107,22 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> Path:
     p = check_model_output(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        model.save(p)
+        _without_optimizer(model).save(p)
         cp = card_path(p)
         cp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot save model to {p}: {exc.strerror or exc}") from exc
     return cp
+
+
+def _without_optimizer(model):
+    """A copy with the same weights and no training state: a third of the file size,
+    and faster to load."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    clone = keras().models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def read_card(model_path: str | os.PathLike | None = None) -> dict[str, Any]:

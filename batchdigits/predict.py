@@ -32,11 +32,12 @@ class PredictSummary:
     predicted: int = 0
     errors: int = 0
     skipped: int = 0  # files that are not images, and hidden files
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run
+    stream_seconds: float = 0.0  # reading, decoding, predicting and writing the rows
 
     @property
     def images_per_second(self) -> float:
-        return self.found / self.seconds if self.seconds > 0 else 0.0
+        return self.found / self.stream_seconds if self.stream_seconds > 0 else 0.0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -68,6 +69,7 @@ def predict_folder(
         skipped=listing.skipped,
     )
     with AtomicCsvWriter(output) as writer:
+        t_stream = time.perf_counter()
         reporter.start("predicting", summary.found)
         try:
             for rows in predict_rows(listing, keras_model, batch_size):
@@ -76,6 +78,7 @@ def predict_folder(
                 reporter.advance(len(rows))
         finally:
             reporter.stop()
+        summary.stream_seconds = time.perf_counter() - t_stream
     summary.predicted = summary.found - summary.errors
     summary.seconds = time.perf_counter() - t0
     return summary
