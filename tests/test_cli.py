@@ -165,3 +165,22 @@ def test_console_script_in_a_subprocess(digit_folder, tiny_model, tmp_path):
         [sys.executable, "-m", "batchdigits", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.startswith("batchdigits ")
+
+
+@pytest.mark.slow
+def test_train_command_limit_500_one_epoch(mnist_path, tmp_path, mnist):
+    out = tmp_path / "m.keras"
+    args = ["train", "--data", str(mnist_path), "--limit", "500", "--epochs", "1", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--batch-size", "32", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"saved {out}" in result.stderr and "test accuracy" in result.stderr
+    card = json.loads(card_path(out).read_text())
+    assert card["limit"] == 500 and card["epochs"] == 1 and card["seed"] == 5
+    assert card["train_images"] + card["validation_images"] == 500
+
+    from batchdigits.model import load_model
+
+    x = mnist.x_test[:32, ..., None].astype("float32")
+    a = load_model(out)(x, training=False).numpy()
+    b = load_model(out)(x, training=False).numpy()
+    assert (a == b).all() and a.shape == (32, 10)
