@@ -14,7 +14,8 @@ from types import ModuleType
 
 
 def _quiet_environment() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ INFO/WARNING chatter
+    # No C++ log lines: a corrupt JPEG is reported in the CSV, not by libjpeg on stderr.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     home = os.path.expanduser("~")
     if not os.path.isdir(home) or not os.access(home, os.W_OK):

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .decode import DEFAULT_MAX_PIXELS
 from .errors import BatchDigitsError, ExitCode
 
 app = typer.Typer(
@@ -141,6 +142,14 @@ def predict(
     recursive: Annotated[
         bool, typer.Option("--recursive/--no-recursive", help="Look in sub-folders.")
     ] = True,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Refuse images whose header declares more pixels than this (width x "
+            "height), before decoding: decompression bombs cost nothing.",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
     from .predict import predict_folder
@@ -156,9 +165,23 @@ def predict(
 
     summary = _run(
         lambda: predict_folder(
-            input_dir, output, model, batch_size, recursive, reporter=_reporter()
+            input_dir,
+            output,
+            model,
+            batch_size,
+            recursive,
+            reporter=_reporter(),
+            max_pixels=max_pixels,
         )
     )
+    if summary.escaped_names:
+        err.print(
+            f"warning: {summary.escaped_names} file names are not valid UTF-8; the CSV "
+            "writes each invalid byte as \\xNN",
+            highlight=False,
+        )
+    for folder in summary.unreadable_folders:
+        err.print(f"warning: cannot list folder {folder!r} (skipped)", highlight=False)
     err.print(
         f"{summary.found} image files: {summary.predicted} predicted, {summary.errors} "
         f"errors; {summary.skipped} other files skipped; "

@@ -17,6 +17,7 @@ class Listing:
     root: str
     paths: list[str] = field(default_factory=list)
     skipped: int = 0  # non-image and hidden files
+    unreadable_folders: list[str] = field(default_factory=list)
 
     def full_path(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/"))
@@ -33,7 +34,9 @@ def find_images(
 
     Hidden files and folders (name starting with ``.``) are skipped, as are the real
     paths in ``exclude`` (the output file). Symlinked folders are followed once each,
-    so a symlink loop cannot make the walk endless.
+    so a symlink loop cannot make the walk endless. Anything with an image name is
+    listed, even if it is a folder or a broken link: it gets a CSV row saying why it
+    could not be read, rather than vanishing.
     """
     root_str = os.fspath(root)
     if not os.path.isdir(root_str):
@@ -45,27 +48,28 @@ def find_images(
     stack = [("", root_str)]
     while stack:
         prefix, folder = stack.pop()
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            continue
-        seen_dirs.add((st.st_dev, st.st_ino))
         try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
             entries = list(os.scandir(folder))
         except OSError:
-            listing.skipped += 1
+            listing.unreadable_folders.append(prefix.rstrip("/") or ".")
             continue
         for entry in entries:
             rel = f"{prefix}{entry.name}"
             if entry.name.startswith("."):
                 listing.skipped += not _is_dir(entry)
                 continue
-            if _is_dir(entry) and not is_image_name(entry.name):
-                if recursive:
-                    stack.append((rel + "/", entry.path))
-                continue
-            if is_image_name(entry.name) and os.path.realpath(entry.path) not in excluded:
-                listing.paths.append(rel)
-            else:
+            is_dir = _is_dir(entry)
+            if is_dir and recursive:
+                stack.append((rel + "/", entry.path))
+            if is_image_name(entry.name):
+                # A folder named like an image gets a row too (its error says so).
+                if os.path.realpath(entry.path) not in excluded:
+                    listing.paths.append(rel)
+            elif not is_dir:
                 listing.skipped += 1
     listing.paths.sort()
     return listing

@@ -18,6 +18,16 @@ from .errors import OutputError
 COLUMNS = ("path", "prediction", "confidence", "error")
 
 
+def csv_path(path: str) -> str:
+    """A path for the CSV: file names that are not valid UTF-8 (kept by Python as
+    surrogate escapes) get each invalid byte written as ``\\xNN``."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Row:
     """One CSV row: a prediction, or an error for a file that could not be used."""
@@ -28,9 +38,10 @@ class Row:
     error: str = ""
 
     def cells(self) -> list[str]:
+        path = csv_path(self.path)
         if self.prediction is None:
-            return [self.path, "", "", self.error]
-        return [self.path, str(self.prediction), f"{self.confidence:.6f}", self.error]
+            return [path, "", "", self.error]
+        return [path, str(self.prediction), f"{self.confidence:.6f}", self.error]
 
 
 def _publish_mode(output: Path) -> int:

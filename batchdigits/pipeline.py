@@ -11,18 +11,19 @@ from __future__ import annotations
 import os
 
 from ._lazy import tf
-from .decode import decode_tf
-from .preprocess import SIZE, normalize
+from .decode import DEFAULT_MAX_PIXELS, decode_tf
+from .preprocess import SIZE, normalize_found
 
 
-def _load(index, path):
+def image_batches(full_paths: list[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1), found bool (B,))``
+    in file order; ``found`` is False for an image with no ink."""
     t = tf()
-    return index, normalize(decode_tf(t.io.read_file(path)))
 
+    def _load(index, path):
+        image, found = normalize_found(decode_tf(t.io.read_file(path), max_pixels))
+        return index, image, found
 
-def image_batches(full_paths: list[str], batch_size: int):
-    """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1))`` in file order."""
-    t = tf()
     encoded = [os.fsencode(p) for p in full_paths]  # bytes: any file name, even non-UTF-8
     ds = t.data.Dataset.from_tensor_slices(
         (t.range(len(encoded), dtype=t.int64), t.constant(encoded, dtype=t.string))

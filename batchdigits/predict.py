@@ -5,20 +5,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decode import UnreadableImage, read_with_pillow
+from .decode import DEFAULT_MAX_PIXELS, UnreadableImage, read_with_pillow
 from .errors import ExitCode
 from .files import Listing, find_images
 from .model import load_model
-from .output import AtomicCsvWriter, Row
+from .output import AtomicCsvWriter, Row, csv_path
 from .pipeline import image_batches, make_infer
-from .preprocess import normalize
+from .preprocess import normalize_found
 from .progress import NullReporter, Reporter
 
 DEFAULT_BATCH_SIZE = 256
+NO_DIGIT = "no digit found"
 
 
 @dataclass
@@ -32,6 +33,8 @@ class PredictSummary:
     predicted: int = 0
     errors: int = 0
     skipped: int = 0  # files that are not images, and hidden files
+    escaped_names: int = 0  # file names not valid UTF-8, written with \xNN escapes
+    unreadable_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the whole run
     stream_seconds: float = 0.0  # reading, decoding, predicting and writing the rows
 
@@ -51,6 +54,7 @@ def predict_folder(
     batch_size: int = DEFAULT_BATCH_SIZE,
     recursive: bool = True,
     reporter: Reporter | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PredictSummary:
     """Predict every image file under ``input_dir`` and write the CSV to ``output``.
 
@@ -67,12 +71,14 @@ def predict_folder(
         model=os.fspath(model) if model is not None else "(shipped model)",
         found=len(listing.paths),
         skipped=listing.skipped,
+        escaped_names=sum(csv_path(p) != p for p in listing.paths),
+        unreadable_folders=listing.unreadable_folders,
     )
     with AtomicCsvWriter(output) as writer:
         t_stream = time.perf_counter()
         reporter.start("predicting", summary.found)
         try:
-            for rows in predict_rows(listing, keras_model, batch_size):
+            for rows in predict_rows(listing, keras_model, batch_size, max_pixels):
                 writer.write(rows)
                 summary.errors += sum(1 for r in rows if r.error)
                 reporter.advance(len(rows))
@@ -84,37 +90,44 @@ def predict_folder(
     return summary
 
 
-def predict_rows(listing: Listing, model, batch_size: int) -> Iterator[list[Row]]:
+def predict_rows(
+    listing: Listing, model, batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[list[Row]]:
     """Rows for every file of ``listing``, in its order, a batch at a time."""
     infer = make_infer(model)
     full = [listing.full_path(p) for p in listing.paths]
+
+    def fallback(first: int, stop: int) -> list[Row]:
+        return [
+            _fallback_row(listing.paths[j], full[j], infer, max_pixels) for j in range(first, stop)
+        ]
+
     next_index = 0
-    for indices, images in image_batches(full, batch_size):
+    for indices, images, found in image_batches(full, batch_size, max_pixels):
         probs = infer(images).numpy()
         rows: list[Row] = []
-        for index, p in zip(indices.numpy().tolist(), probs, strict=True):
-            rows.extend(
-                _fallback_row(listing.paths[j], full[j], infer) for j in range(next_index, index)
-            )
-            rows.append(_row(listing.paths[index], p))
+        batch = zip(indices.numpy().tolist(), probs, found.numpy().tolist(), strict=True)
+        for index, p, has_ink in batch:
+            rows.extend(fallback(next_index, index))  # files the pipeline dropped
+            rows.append(_row(listing.paths[index], p, has_ink))
             next_index = index + 1
         yield rows
     if next_index < len(full):
-        yield [
-            _fallback_row(listing.paths[j], full[j], infer) for j in range(next_index, len(full))
-        ]
+        yield fallback(next_index, len(full))
 
 
-def _row(rel: str, probabilities: np.ndarray) -> Row:
+def _row(rel: str, probabilities: np.ndarray, has_ink: bool = True) -> Row:
+    if not has_ink:
+        return Row(path=rel, error=NO_DIGIT)
     digit = int(np.argmax(probabilities))
     return Row(path=rel, prediction=digit, confidence=float(probabilities[digit]))
 
 
-def _fallback_row(rel: str, full: str, infer) -> Row:
+def _fallback_row(rel: str, full: str, infer, max_pixels: int) -> Row:
     """A file the pipeline could not decode: try Pillow; else an error row."""
     try:
-        pixels = read_with_pillow(full)
+        pixels = read_with_pillow(full, max_pixels)
     except UnreadableImage as exc:
         return Row(path=rel, error=str(exc))
-    probs = infer(normalize(pixels)[None]).numpy()[0]
-    return _row(rel, probs)
+    image, found = normalize_found(pixels)
+    return _row(rel, infer(image[None]).numpy()[0], bool(found))
