@@ -94,7 +94,7 @@ def train(
         Path, typer.Option("--output", "-o", help="Where to save the model (.keras).")
     ] = Path("model.keras"),
     data: DataOption = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 8,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed (data split, order, weights).")] = 1,
     limit: Annotated[

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._lazy import keras, tf
+from .augment import augment
 from .data import Mnist, load_mnist
 from .model import DEFAULT_ARCHITECTURE, build_model, check_model_output, save_model
 from .preprocess import normalize
@@ -23,11 +24,12 @@ VALIDATION_FRACTION = 1 / 12  # 5,000 of MNIST's 60,000
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 128
     seed: int = 1
     limit: int | None = None
     learning_rate: float = 2e-3
+    augment: bool = True
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
 
 
@@ -38,15 +40,34 @@ def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def image_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed=None):
-    """MNIST arrays -> batched ``(image, label)`` through the shared preprocessing."""
+def image_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    augment_data: bool = False,
+):
+    """MNIST arrays -> batched ``(image, label)`` through the shared normalisation.
+
+    With ``shuffle_seed``, the order is reshuffled every epoch, reproducibly; with
+    ``augment_data`` too, every epoch sees freshly (and reproducibly) varied digits.
+    """
     t = tf()
-    ds = t.data.Dataset.from_tensor_slices((images[..., None], labels.astype("int32")))
+    ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.map(
-        lambda x, y: (normalize(x), y), num_parallel_calls=t.data.AUTOTUNE, deterministic=True
-    )
+    if augment_data:
+        seeds = t.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
+        ds = t.data.Dataset.zip(ds, seeds.batch(2))
+        ds = ds.map(
+            lambda xy, seed: (normalize(augment(xy[0], seed)), xy[1]),
+            num_parallel_calls=t.data.AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        ds = ds.map(
+            lambda x, y: (normalize(x), y), num_parallel_calls=t.data.AUTOTUNE, deterministic=True
+        )
     return ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
 
 
@@ -105,7 +126,9 @@ def train_model(
     if config.limit is not None:
         x, y = x[: config.limit], y[: config.limit]
     train_idx, val_idx = split_train_validation(len(x), config.seed)
-    train_ds = image_dataset(x[train_idx], y[train_idx], config.batch_size, config.seed)
+    train_ds = image_dataset(
+        x[train_idx], y[train_idx], config.batch_size, config.seed, config.augment
+    )
     val_ds = image_dataset(x[val_idx], y[val_idx], 512)
     test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
 

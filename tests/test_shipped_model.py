@@ -33,3 +33,26 @@ def test_shipped_model_accuracy_on_mnist_test_pngs(mnist, tmp_path):
     truth = mnist.y_test[[int(p.split(".")[0]) for p in df["path"]]]
     accuracy = float(np.mean(df["prediction"].to_numpy() == truth))
     assert accuracy >= MIN_ACCURACY, f"shipped model: {accuracy:.4%} < {MIN_ACCURACY:.2%}"
+
+
+SCAN_MIN_ACCURACY = 0.99
+SCAN_IMAGES = 2000
+
+
+@pytest.mark.slow
+def test_shipped_model_on_scan_like_images(mnist, tmp_path):
+    """Dark ink on noisy, unevenly lit paper, larger canvases, off-centre, varied scale,
+    pen and JPEG quality, made from MNIST *test* digits: read through predict."""
+    from scanlike import write_scan_set
+
+    truth = write_scan_set(
+        tmp_path / "scans", mnist.x_test[-SCAN_IMAGES:], mnist.y_test[-SCAN_IMAGES:], seed=11
+    )
+    out = tmp_path / "scans.csv"
+    summary = predict_folder(tmp_path / "scans", out)
+    assert summary.errors == 0
+    df = pd.read_csv(out)
+    accuracy = float(
+        np.mean([truth[p] == y for p, y in zip(df["path"], df["prediction"], strict=True)])
+    )
+    assert accuracy >= SCAN_MIN_ACCURACY, f"scan-like: {accuracy:.2%} < {SCAN_MIN_ACCURACY:.0%}"

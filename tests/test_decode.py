@@ -1,0 +1,138 @@
+"""Decoding: header sizes before decoding, EXIF rotation, every Pillow mode, and the
+TensorFlow and Pillow paths giving the same 28x28 result."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batchdigits._lazy import tf
+from batchdigits.decode import (
+    UnreadableImage,
+    _header_pixels,
+    _jpeg_needs_rotation,
+    decode_tf,
+    read_with_pillow,
+)
+from batchdigits.preprocess import normalize
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP", "JPEG"])
+def test_header_pixels(fmt):
+    image = Image.new("RGB", (37, 21), "white")
+    assert int(_header_pixels(tf().constant(encoded(image, fmt)))) == 37 * 21
+
+
+def test_header_pixels_unknown_format_and_short_input():
+    assert int(_header_pixels(tf().constant(b"hello"))) == 0
+    assert int(_header_pixels(tf().constant(b""))) == 0
+
+
+def test_jpeg_rotation_detected():
+    image = Image.new("L", (40, 30), 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert bool(_jpeg_needs_rotation(tf().constant(encoded(image, "JPEG", exif=exif))))
+    exif[0x0112] = 1
+    assert not bool(_jpeg_needs_rotation(tf().constant(encoded(image, "JPEG", exif=exif))))
+    assert not bool(_jpeg_needs_rotation(tf().constant(encoded(image, "JPEG"))))
+
+
+def test_tf_refuses_over_limit_and_rotated():
+    image = Image.new("L", (100, 100), 255)
+    with pytest.raises(tf().errors.InvalidArgumentError):
+        decode_tf(tf().constant(encoded(image, "PNG")), max_pixels=9999)
+    assert decode_tf(tf().constant(encoded(image, "PNG")), max_pixels=10000).shape == (100, 100, 1)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    with pytest.raises(tf().errors.InvalidArgumentError):
+        decode_tf(tf().constant(encoded(image, "JPEG", exif=exif)))
+
+
+def _digit_images(mnist):
+    """The same digit as dark ink on paper in several encodings both decoders read."""
+    ink = Image.fromarray(255 - mnist.x_test[11]).resize((84, 84), Image.BICUBIC)
+    rgb = Image.merge("RGB", (ink, ink.point(lambda v: min(255, v + 30)), ink))
+    rgba = Image.fromarray(np.dstack([np.zeros((28, 28, 3), np.uint8), mnist.x_test[11]]))
+    return {
+        "gray.png": encoded(ink, "PNG"),
+        "rgb.png": encoded(rgb, "PNG"),
+        "rgba.png": encoded(rgba, "PNG"),
+        "gray.bmp": encoded(ink, "BMP"),
+        "rgb.bmp": encoded(rgb, "BMP"),
+        "palette.gif": encoded(ink.convert("P"), "GIF"),
+        "gray.jpg": encoded(ink, "JPEG", quality=90),
+        "rgb.jpg": encoded(rgb, "JPEG", quality=90),
+    }
+
+
+def test_tensorflow_and_pillow_paths_agree(mnist, tmp_path):
+    for name, data in _digit_images(mnist).items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        via_tf = normalize(decode_tf(tf().constant(data))).numpy()
+        via_pillow = normalize(read_with_pillow(str(path))).numpy()
+        diff = np.abs(via_tf - via_pillow)
+        # Lossless formats: rounding only. JPEG: the two libjpeg builds' IDCTs differ a little.
+        limit = 4.0 if name.endswith(".jpg") else 1.0
+        assert diff.mean() < limit / 4 and np.percentile(diff, 99) <= limit * 8, name
+
+
+def _reference(mnist, index=11):
+    return normalize(mnist.x_test[index]).numpy()
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
+def test_every_pillow_mode_reads_the_same_digit(mnist, tmp_path, mode):
+    digit = Image.fromarray(mnist.x_test[11])  # bright ink on black
+    if mode in ("I;16", "I", "F"):
+        arr = mnist.x_test[11].astype(np.float64) * (257 if mode != "F" else 1)
+        image = Image.fromarray(
+            arr.astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode])
+        )
+        fmt = "TIFF"
+    else:
+        image = digit.convert(mode)
+        fmt = "TIFF" if mode in ("CMYK", "LA") else "PNG"
+    path = tmp_path / f"d.{fmt.lower()}"
+    image.save(path, format=fmt)
+    pixels = read_with_pillow(str(path))
+    assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4)
+    got = normalize(pixels).numpy()
+    tolerance = 25 if mode == "1" else 4  # 1-bit loses the anti-aliasing
+    assert np.abs(got - _reference(mnist)).mean() < tolerance, mode
+
+
+def test_first_frame_of_animated_gif_and_multipage_tiff(mnist, tmp_path):
+    frames = [Image.fromarray(mnist.x_test[i]) for i in (11, 0, 1)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a.tiff", save_all=True, append_images=frames[1:])
+    for name in ("a.gif", "a.tiff"):
+        got = normalize(read_with_pillow(str(tmp_path / name))).numpy()
+        assert np.abs(got - _reference(mnist)).mean() < 4, name
+    data = (tmp_path / "a.gif").read_bytes()
+    assert decode_tf(tf().constant(data)).shape[:2] == (28, 28)
+
+
+def test_exif_orientation_applied(mnist, tmp_path):
+    upright = Image.fromarray(255 - mnist.x_test[11]).resize((112, 112))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": store it rotated the other way
+    upright.rotate(90, expand=True).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    got = normalize(read_with_pillow(str(tmp_path / "r.jpg"))).numpy()
+    assert np.abs(got - normalize(np.asarray(upright)).numpy()).mean() < 6
+
+
+def test_pillow_limit_checked_from_header(tmp_path):
+    Image.new("L", (300, 200), 255).save(tmp_path / "big.png")
+    with pytest.raises(UnreadableImage, match=r"300x200 = 60,000 pixels; the limit is 59,999"):
+        read_with_pillow(str(tmp_path / "big.png"), max_pixels=59_999)
