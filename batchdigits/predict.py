@@ -63,18 +63,18 @@ def predict_folder(
     """
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
-    listing = find_images(input_dir, recursive=recursive, exclude=frozenset({os.fspath(output)}))
-    keras_model = load_model(model)
-    summary = PredictSummary(
-        input_dir=os.fspath(input_dir),
-        output=os.fspath(output),
-        model=os.fspath(model) if model is not None else "(shipped model)",
-        found=len(listing.paths),
-        skipped=listing.skipped,
-        escaped_names=sum(csv_path(p) != p for p in listing.paths),
-        unreadable_folders=listing.unreadable_folders,
-    )
-    with AtomicCsvWriter(output) as writer:
+    with AtomicCsvWriter(output) as writer:  # checks the output first: it is cheap
+        listing = find_images(input_dir, recursive, exclude=frozenset({os.fspath(output)}))
+        keras_model = load_model(model)
+        summary = PredictSummary(
+            input_dir=os.fspath(input_dir),
+            output=os.fspath(output),
+            model=os.fspath(model) if model is not None else "(shipped model)",
+            found=len(listing.paths),
+            skipped=listing.skipped,
+            escaped_names=sum(csv_path(p) != p for p in listing.paths),
+            unreadable_folders=listing.unreadable_folders,
+        )
         t_stream = time.perf_counter()
         reporter.start("predicting", summary.found)
         try:

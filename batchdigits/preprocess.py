@@ -7,8 +7,8 @@ in a 28x28 field with their centre of mass at the centre; ink is bright on black
 
 1. grayscale (alpha composited onto white: dark strokes on a transparent background
    read as ink on paper); images larger than :data:`WORK_SIZE` are first scaled down (box filter);
-2. polarity: if the border is brighter than the image on average, the background is
-   light, so invert (ink becomes bright);
+2. polarity: the border's median is the background; if the image's darkest area lies
+   farther below it than its brightest area lies above it, the ink is dark: invert;
 3. background: subtract a smooth estimate of the paper level (local minima over a
    coarse grid, so uneven lighting goes too), then stretch the ink to 0..1 above a
    noise threshold taken from the border, so faint strokes survive but paper texture
@@ -87,10 +87,14 @@ def _border(x):
 
 
 def _ink_bright(gray):
-    """Invert when the background (the border) is lighter than the image on average."""
+    """Invert when the ink is darker than the background: the background level is the
+    border's median, and the ink is whichever extreme (of a 3x3-smoothed image, so lone
+    noisy pixels do not count) lies farther from it."""
     t = tf()
-    light_background = _quantile(_border(gray), 0.5) > t.reduce_mean(gray)
-    return t.where(light_background, 255.0 - gray, gray)
+    background = _quantile(_border(gray), 0.5)
+    smooth = t.nn.avg_pool2d(gray[None, ..., None], 3, 1, "SAME")
+    dark_ink = background - t.reduce_min(smooth) > t.reduce_max(smooth) - background
+    return t.where(dark_ink, 255.0 - gray, gray)
 
 
 def _background(x):

@@ -96,6 +96,7 @@ def test_empty_folder_gives_header_only(tmp_path, tiny_model):
 def test_missing_input_and_unwritable_output(tmp_path, tiny_model, digit_folder):
     with pytest.raises(InputNotFoundError):
         predict_folder(tmp_path / "nope", tmp_path / "o.csv", model=tiny_model)
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     root, _ = digit_folder
     with pytest.raises(OutputError, match="does not exist"):
         predict_folder(root, tmp_path / "no" / "such" / "o.csv", model=tiny_model)

@@ -154,3 +154,16 @@ def test_blank_scanned_page_with_paper_noise_is_not_a_digit():
     page = page.filter(ImageFilter.GaussianBlur(0.7))
     _, found = normalize_found(np.asarray(page))
     assert not bool(found)
+
+
+def test_polarity_with_vignetting_and_a_thin_small_digit():
+    """Darker corners (vignetting) make the border darker than the page's mean; a thin,
+    small "1" barely moves the mean. The ink is still found to be the dark part."""
+    yy, xx = np.mgrid[0:120, 0:140]
+    r2 = ((yy - 60) / 60.0) ** 2 + ((xx - 70) / 70.0) ** 2
+    page = 215 - 25 * r2  # bright centre, darker border
+    page[50:75, 66:69] = 30  # a thin dark stroke
+    x, found = normalize_found(page.clip(0, 255).astype(np.uint8))
+    assert bool(found)
+    h, w = ink_box(x.numpy())
+    assert h == BOX and w <= 6  # a tall thin stroke, not an inverted page
