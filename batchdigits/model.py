@@ -120,7 +120,7 @@ def _without_optimizer(model):
     and faster to load."""
     if getattr(model, "optimizer", None) is None:
         return model
-    clone = keras().models.clone_model(model)
+    clone = model.__class__.from_config(model.get_config())  # not compiled
     clone.set_weights(model.get_weights())
     return clone
 

@@ -49,6 +49,13 @@ def test_trained_model_and_card_survive_save_and_load(tmp_path, mnist):
     assert card["test_images"] == 10000
     assert 0.5 < card["test_accuracy"] <= 1.0  # 2,000 images, 1 epoch: far above chance
 
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(out) as z, z.open("model.weights.h5") as f:
+        assert "optimizer" not in h5py.File(f, "r")  # weights only: small, quick to load
+
     x = mnist.x_test[:64, ..., None].astype("float32")
     before = model(x, training=False).numpy()
     after = load_model(out)(x, training=False).numpy()
