@@ -25,7 +25,7 @@ from .preprocess import WORK_SIZE
 
 #: Default for ``--max-pixels``: width x height above this is refused before decoding.
 DEFAULT_MAX_PIXELS = 50_000_000
-_EXIF_SEARCH_BYTES = 65536
+_EXIF_SEARCH_BYTES = 4096  # the orientation tag sits in IFD0, near the start of APP1
 
 if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module at start
     import numpy as np
@@ -65,16 +65,12 @@ def _header_pixels(contents):
         return shape[0] * shape[1]
 
     zero = t.constant(0, t.int64)
-    return t.case(
-        [
-            (is_png, lambda: be(16, 4) * be(20, 4)),
-            (is_gif, lambda: le(6, 2) * le(8, 2)),
-            (is_bmp, lambda: le(18, 4) * bmp_h),
-            (is_jpeg, jpeg_pixels),
-        ],
-        default=lambda: zero,
-        exclusive=False,
+    simple = t.where(
+        is_png,
+        be(16, 4) * be(20, 4),
+        t.where(is_gif, le(6, 2) * le(8, 2), t.where(is_bmp, le(18, 4) * bmp_h, zero)),
     )
+    return t.cond(is_jpeg, jpeg_pixels, lambda: simple)
 
 
 def _jpeg_needs_rotation(contents):
@@ -104,9 +100,11 @@ def decode_tf(contents, max_pixels: int = DEFAULT_MAX_PIXELS):
     """
     t = tf()
     pixels = _header_pixels(contents)
+    is_jpeg = t.strings.substr(contents, 0, 3) == b"\xff\xd8\xff"
+    rotated = t.cond(is_jpeg, lambda: _jpeg_needs_rotation(contents), lambda: False)
     checks = [
         t.debugging.assert_less_equal(pixels, t.constant(max_pixels, t.int64)),
-        t.debugging.assert_equal(_jpeg_needs_rotation(contents), False),
+        t.debugging.assert_equal(rotated, False),
     ]
     with t.control_dependencies(checks):
         return t.io.decode_image(contents, channels=0, expand_animations=False, dtype=t.uint8)

@@ -12,25 +12,34 @@ import os
 
 from ._lazy import tf
 from .decode import DEFAULT_MAX_PIXELS, decode_tf
-from .preprocess import SIZE, normalize_found
+from .preprocess import SIZE, normalize_batch, prepare
 
 
 def image_batches(full_paths: list[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1), found bool (B,))``
-    in file order; ``found`` is False for an image with no ink."""
+    in file order; ``found`` is False for an image with no ink.
+
+    Per file, in parallel: read, decode, gray and shrink (``prepare``); then per padded
+    batch: the rest of the normalisation, vectorised (``normalize_batch``)."""
     t = tf()
-
-    def _load(index, path):
-        image, found = normalize_found(decode_tf(t.io.read_file(path), max_pixels))
-        return index, image, found
-
     encoded = [os.fsencode(p) for p in full_paths]  # bytes: any file name, even non-UTF-8
+
+    def load(index, path):
+        gray = prepare(decode_tf(t.io.read_file(path), max_pixels))
+        return index, gray, t.shape(gray)
+
+    def finish(indices, gray, sizes):
+        images, found = normalize_batch(gray, sizes)
+        return indices, images, found
+
     ds = t.data.Dataset.from_tensor_slices(
         (t.range(len(encoded), dtype=t.int64), t.constant(encoded, dtype=t.string))
     )
-    ds = ds.map(_load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors()
-    return ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
+    ds = ds.padded_batch(batch_size)
+    ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(t.data.AUTOTUNE)
 
 
 def make_infer(model):

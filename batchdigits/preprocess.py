@@ -19,8 +19,11 @@ in a 28x28 field with their centre of mass at the centre; ink is bright on black
 6. place in 28x28 with the centre of mass at pixel (14, 14), where MNIST has it
    (whole-pixel shift, clamped so nothing is cut off).
 
-Everything is TensorFlow ops on dynamic shapes, so it runs inside the ``tf.data`` map
-(in parallel, in graph mode) and equally on one eager tensor (Pillow fallback, tests).
+It runs in two parts so that the costly part is vectorised: :func:`prepare` (step 1,
+per image, inside the parallel ``tf.data`` map) and :func:`normalize_batch` (steps 2-6,
+on a padded batch of prepared images: the same few hundred ops serve a whole batch
+instead of each image). :func:`normalize_found` and :func:`normalize` run both on one
+image (Pillow fallback, web page, tests): one code path everywhere.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ CENTRE = 14.0  # centre-of-mass target (pixel index), as measured on MNIST
 WORK_SIZE = 160  # larger images are scaled down to this longer side before analysis
 MIN_CONTRAST = 16.0  # ink must stand this far (of 255) above the paper and its noise
 _GRID_CELLS = 6  # background grid: about 6 cells along the longer side
+_BACKGROUND_SAMPLES = 48  # the background grid: each image resampled to 48x48 ...
 _SPECK_GRID = 32  # speck test: ink density on a 32x32 grid ...
 _SPECK_FRACTION = 0.1  # ... below this fraction of the densest area is a speck
 _BOX_INK = 0.1  # pixels this dark (of full ink) or more define the digit's box
@@ -64,131 +68,242 @@ def to_gray(image):
     return gray * alpha + 255.0 * (1.0 - alpha)
 
 
-def _working_gray(image):
-    """Scale a large image down (box filter, uint8 in: no full-size float copy), then gray."""
+def prepare(image):
+    """Step 1, per image: ``(H, W, C)`` or ``(H, W)``, 0..255 -> gray ``float32 (h, w)``
+    with the longer side at most :data:`WORK_SIZE` (box filter; uint8 stays uint8 until
+    then, so a big photo never gets a full-size float copy)."""
     t = tf()
+    image = t.convert_to_tensor(image)
+    if image.shape.rank == 2:
+        image = image[..., None]
     shape = t.shape(image)[:2]
     factor = t.minimum(1.0, WORK_SIZE / t.cast(t.reduce_max(shape), t.float32))
     size = t.maximum(t.cast(t.round(t.cast(shape, t.float32) * factor), t.int32), 1)
     return to_gray(t.image.resize(image, size, method="area"))
 
 
-def _quantile(values, q: float):
+# --------------------------------------------------------------------------- batched helpers
+
+
+def _masked_quantile(values, mask, q: float):
+    """Per row of ``values (B, N)``: the ``q`` quantile of the entries where ``mask``."""
     t = tf()
-    values = t.sort(t.reshape(values, [-1]))
-    n = t.shape(values)[0]
+    ordered = t.sort(t.where(mask, values, 3.0e38), axis=1)
+    n = t.reduce_sum(t.cast(mask, t.int32), axis=1)
     index = t.cast(t.round(q * t.cast(t.maximum(n - 1, 0), t.float32)), t.int32)
-    return t.concat([values, [0.0]], axis=0)[index]  # 0 for no values
+    picked = t.gather(ordered, index[:, None], batch_dims=1)[:, 0]
+    return t.where(n > 0, picked, 0.0)
 
 
-def _border(x):
+def _border(x, h, w):
+    """The border pixels of each image's valid region: values and mask, ``(B, 2W + 2H)``."""
     t = tf()
-    return t.concat([x[0, :], x[-1, :], x[:, 0], x[:, -1]], axis=0)
+    H, W = t.shape(x)[1], t.shape(x)[2]
+    top, left = x[:, 0, :], x[:, :, 0]
+    bottom = t.gather(x, (h - 1)[:, None], axis=1, batch_dims=1)[:, 0, :]
+    right = t.gather(x, (w - 1)[:, None], axis=2, batch_dims=1)[:, :, 0]
+    in_w = t.range(W)[None, :] < w[:, None]
+    in_h = t.range(H)[None, :] < h[:, None]
+    return t.concat([top, bottom, left, right], 1), t.concat([in_w, in_w, in_h, in_h], 1)
 
 
-def _ink_bright(gray):
-    """Invert when the ink is darker than the background: the background level is the
+def _per_image(v):
+    return v[:, None, None]
+
+
+def _resample(x, h, w, size: int):
+    """Each image's valid region resampled (bilinear) to ``size x size``: ``(B, s, s)``."""
+    t = tf()
+    H = t.cast(t.shape(x)[1] - 1, t.float32)
+    W = t.cast(t.shape(x)[2] - 1, t.float32)
+    hf, wf = t.cast(h - 1, t.float32), t.cast(w - 1, t.float32)
+    boxes = t.stack(
+        [t.zeros_like(hf), t.zeros_like(wf), hf / t.maximum(H, 1.0), wf / t.maximum(W, 1.0)], 1
+    )
+    index = t.range(t.shape(x)[0])
+    return t.image.crop_and_resize(x[..., None], boxes, index, [size, size])[..., 0]
+
+
+def _spread_back(grid, h, w, shape, interpolation: str):
+    """A ``(B, g, g)`` grid stretched back over each image's valid region: ``(B, H, W)``."""
+    t = tf()
+    g = t.cast(t.shape(grid)[1], t.float32)
+    sy, sx = g / t.cast(h, t.float32), g / t.cast(w, t.float32)
+    zero = t.zeros_like(sy)
+    transforms = t.stack([sx, zero, 0.5 * sx - 0.5, zero, sy, 0.5 * sy - 0.5, zero, zero], 1)
+    out = t.raw_ops.ImageProjectiveTransformV3(
+        images=grid[..., None],
+        transforms=transforms,
+        output_shape=shape,
+        fill_value=0.0,
+        interpolation=interpolation,
+        fill_mode="NEAREST",
+    )
+    return out[..., 0]
+
+
+# --------------------------------------------------------------------------- steps 2-6
+
+
+def _ink_bright(x, valid, border, border_mask):
+    """Invert where the ink is darker than the background: the background level is the
     border's median, and the ink is whichever extreme (of a 3x3-smoothed image, so lone
     noisy pixels do not count) lies farther from it."""
     t = tf()
-    background = _quantile(_border(gray), 0.5)
-    smooth = t.nn.avg_pool2d(gray[None, ..., None], 3, 1, "SAME")
-    dark_ink = background - t.reduce_min(smooth) > t.reduce_max(smooth) - background
-    return t.where(dark_ink, 255.0 - gray, gray)
+    v = t.cast(valid, t.float32)[..., None]
+    smooth = t.nn.avg_pool2d(x[..., None] * v, 3, 1, "SAME")
+    smooth = (smooth / t.maximum(t.nn.avg_pool2d(v, 3, 1, "SAME"), 1e-6))[..., 0]
+    background = _masked_quantile(border, border_mask, 0.5)
+    darkest = t.reduce_min(t.where(valid, smooth, 3.0e38), axis=[1, 2])
+    brightest = t.reduce_max(t.where(valid, smooth, -3.0e38), axis=[1, 2])
+    dark_ink = background - darkest > brightest - background
+    flipped_border = t.where(dark_ink[:, None], 255.0 - border, border)
+    return t.where(_per_image(dark_ink), 255.0 - x, x), flipped_border
 
 
-def _background(x):
-    """A smooth estimate of the paper level: minima over ~6 cells per side, eroded over
-    neighbouring cells, smoothed and scaled back up."""
+def _background(x, h, w):
+    """A smooth estimate of the paper level: minima over a 6x6 grid of cells, eroded over
+    neighbouring cells, smoothed, and stretched back over the image."""
     t = tf()
-    h, w = t.shape(x)[0], t.shape(x)[1]
-    cell = t.maximum(2, -(-t.maximum(h, w) // _GRID_CELLS))
-    nh, nw = -(-h // cell), -(-w // cell)
-    padded = t.pad(x, [[0, nh * cell - h], [0, nw * cell - w]], constant_values=255.0)
-    grid = t.reduce_min(t.reshape(padded, [nh, cell, nw, cell]), axis=[1, 3])
-    grid = -t.nn.max_pool2d(-grid[None, ..., None], 3, 1, "SAME")
-    grid = t.nn.avg_pool2d(grid, 3, 1, "SAME")
-    return t.image.resize(grid, [h, w], method="bilinear")[0, ..., 0]
+    cells = _BACKGROUND_SAMPLES // _GRID_CELLS
+    samples = _resample(x, h, w, _BACKGROUND_SAMPLES)[..., None]
+    grid = -t.nn.max_pool2d(-samples, cells, cells, "VALID")
+    grid = -t.nn.max_pool2d(-grid, 3, 1, "SAME")
+    grid = t.nn.avg_pool2d(grid, 3, 1, "SAME")[..., 0]
+    return _spread_back(grid, h, w, t.shape(x)[1:3], "BILINEAR")
 
 
-def _stretch(x):
-    """Ink to 0..1 above a noise threshold; also returns the ink's contrast (0..255)."""
+def _stretch(x, valid, border, border_mask):
+    """Ink to 0..1 above a noise threshold from the border; also the ink's contrast."""
     t = tf()
-    peak = t.reduce_max(x)
-    ink = _quantile(t.boolean_mask(x, x > 0.5 * peak), 0.75)
-    border = _border(x)
-    level = _quantile(border, 0.5)
+    peak = t.reduce_max(x, axis=[1, 2])
+    strong = t.cast(x > 0.75 * _per_image(peak), t.float32)
+    ink = t.reduce_sum(x * strong, [1, 2]) / t.maximum(t.reduce_sum(strong, [1, 2]), 1.0)
+    level = _masked_quantile(border, border_mask, 0.5)
     # 3x the spread from the median to the 90th percentile: about 4 sigma for paper
     # noise, and right too for noise clipped at black (where the median is 0).
-    threshold = t.maximum(level + 3.0 * (_quantile(border, 0.9) - level), 0.05 * ink)
-    out = t.clip_by_value((x - threshold) / t.maximum(ink - threshold, 1e-3), 0.0, 1.0)
-    return out, ink - threshold
+    spread = _masked_quantile(border, border_mask, 0.9) - level
+    threshold = t.maximum(level + 3.0 * spread, 0.05 * ink)
+    scale = t.maximum(ink - threshold, 1e-3)
+    out = t.clip_by_value((x - _per_image(threshold)) / _per_image(scale), 0.0, 1.0)
+    return out * t.cast(valid, t.float32), ink - threshold
 
 
-def _without_specks(x):
+def _without_specks(x, h, w):
     """Zero the ink whose neighbourhood (on a 32x32 grid) holds almost no ink."""
     t = tf()
-    h, w = t.shape(x)[0], t.shape(x)[1]
-    mask = t.cast(x > 0, t.float32)[None, ..., None]
-    density = t.image.resize(mask, [_SPECK_GRID, _SPECK_GRID], method="area")
-    density = t.nn.avg_pool2d(density, 3, 1, "SAME")
-    keep = t.cast(density >= _SPECK_FRACTION * t.reduce_max(density), t.float32)
-    keep = t.image.resize(keep, [h, w], method="nearest")[0, ..., 0]
-    return x * keep
+    mask = t.cast(x > 0, t.float32)
+    density = t.nn.avg_pool2d(_resample(mask, h, w, 2 * _SPECK_GRID)[..., None], 2, 2, "VALID")
+    density = t.nn.avg_pool2d(density, 3, 1, "SAME")[..., 0]
+    most = t.reduce_max(density, axis=[1, 2])
+    keep = t.cast(density >= _SPECK_FRACTION * _per_image(most), t.float32)
+    return x * _spread_back(keep, h, w, t.shape(x)[1:3], "NEAREST")
 
 
-def _bounds(mask):
+def _first_last(mask):
+    """Per row of ``mask (B, N)``: first True index and one past the last."""
     t = tf()
-    n = t.shape(mask)[0]
-    first = t.argmax(t.cast(mask, t.int32), output_type=t.int32)
-    last = n - t.argmax(t.cast(mask[::-1], t.int32), output_type=t.int32)
-    return first, last
+    n = t.shape(mask)[1]
+    m = t.cast(mask, t.int32)
+    return t.argmax(m, 1, output_type=t.int32), n - t.argmax(m[:, ::-1], 1, output_type=t.int32)
 
 
-def _fit_and_centre(x):
-    """Crop to the ink, fit the longer side to 20 px, centre of mass to (14, 14).
-
-    The box holds the pixels with at least a tenth of full ink, so a faint halo (blur,
-    JPEG ringing) does not make the digit smaller."""
+def _fit_box(x):
+    """Each image's ink box (pixels >= a tenth of full ink) scaled so its longer side is
+    20 px, aspect ratio kept, in a 20x20 square: ``(B, 20, 20)``. Each output pixel
+    averages 4x4 bilinear samples of its area (anti-aliased down, smooth up); a box of
+    exactly 20 px is taken pixel for pixel, so MNIST itself passes through unchanged."""
     t = tf()
     ink = x >= _BOX_INK
-    y0, y1 = _bounds(t.reduce_any(ink, axis=1))
-    x0, x1 = _bounds(t.reduce_any(ink, axis=0))
-    crop = x[y0:y1, x0:x1]
-    hw = t.cast(t.stack([y1 - y0, x1 - x0]), t.float32)
-    size = t.maximum(t.cast(t.round(hw * BOX / t.reduce_max(hw)), t.int32), 1)
-    box = t.image.resize(crop[..., None], size, method="bilinear", antialias=True)[..., 0]
-    box = t.clip_by_value(box, 0.0, 1.0)
-    mass = t.maximum(t.reduce_sum(box), 1e-6)
-    rows = t.cast(t.range(size[0]), t.float32)
-    cols = t.cast(t.range(size[1]), t.float32)
-    cy = t.reduce_sum(t.reduce_sum(box, axis=1) * rows) / mass
-    cx = t.reduce_sum(t.reduce_sum(box, axis=0) * cols) / mass
-    top = t.clip_by_value(t.cast(t.round(CENTRE - cy), t.int32), 0, SIZE - size[0])
-    left = t.clip_by_value(t.cast(t.round(CENTRE - cx), t.int32), 0, SIZE - size[1])
-    paddings = [[top, SIZE - size[0] - top], [left, SIZE - size[1] - left]]
-    return t.pad(box, paddings)
+    y0, y1 = _first_last(t.reduce_any(ink, axis=2))
+    x0, x1 = _first_last(t.reduce_any(ink, axis=1))
+    y0, y1, x0, x1 = (t.cast(v, t.float32) for v in (y0, y1, x0, x1))
+    side = t.maximum(t.maximum(y1 - y0, x1 - x0), 1.0)
+    H = t.maximum(t.cast(t.shape(x)[1] - 1, t.float32), 1.0)
+    W = t.maximum(t.cast(t.shape(x)[2] - 1, t.float32), 1.0)
+    index = t.range(t.shape(x)[0])
+
+    # The square's corner on whole pixels, so a 20 px box is sampled exactly on pixels.
+    top = t.round((y0 + y1 - side) / 2.0)
+    left = t.round((x0 + x1 - side) / 2.0)
+
+    def square(samples: int):
+        # The centres of ``samples`` equal cells across the square.
+        first = side / (2.0 * samples) - 0.5
+        last = side - side / (2.0 * samples) - 0.5
+        boxes = t.stack(
+            [(top + first) / H, (left + first) / W, (top + last) / H, (left + last) / W], 1
+        )
+        return t.image.crop_and_resize(x[..., None], boxes, index, [samples, samples])
+
+    exact = square(BOX)[..., 0]  # a 20 px box: one sample on each pixel, unchanged
+    pooled = t.nn.avg_pool2d(square(4 * BOX), 4, 4, "VALID")[..., 0]  # area sampling
+    box = t.where(_per_image(t.equal(side, BOX)), exact, pooled)
+    # A thin pen shrunk with its digit fades: bring its strongest ink back to full.
+    return box / _per_image(t.maximum(t.reduce_max(box, axis=[1, 2]), 1e-6))
+
+
+def _centre(box):
+    """Place each 20x20 box in 28x28 with its centre of mass at (14, 14), by a whole-pixel
+    shift clamped so no ink is cut off."""
+    t = tf()
+    mass = t.maximum(t.reduce_sum(box, [1, 2]), 1e-6)
+    coords = t.cast(t.range(BOX), t.float32)
+    cy = t.reduce_sum(t.reduce_sum(box, 2) * coords, 1) / mass
+    cx = t.reduce_sum(t.reduce_sum(box, 1) * coords, 1) / mass
+    r0, r1 = _first_last(t.reduce_any(box > 0, axis=2))
+    c0, c1 = _first_last(t.reduce_any(box > 0, axis=1))
+    top = t.clip_by_value(t.cast(t.round(CENTRE - cy), t.int32), -r0, SIZE - r1)
+    left = t.clip_by_value(t.cast(t.round(CENTRE - cx), t.int32), -c0, SIZE - c1)
+    canvas = t.pad(box, [[0, 0], [0, SIZE - BOX], [0, SIZE - BOX]])[..., None]
+    zero, one = t.zeros_like(cy), t.ones_like(cy)
+    shift = t.stack(
+        [one, zero, -t.cast(left, t.float32), zero, one, -t.cast(top, t.float32), zero, zero], 1
+    )
+    return t.raw_ops.ImageProjectiveTransformV3(
+        images=canvas,
+        transforms=shift,
+        output_shape=[SIZE, SIZE],
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )
+
+
+def normalize_batch(gray, sizes):
+    """Steps 2-6 on a batch: ``gray (B, H, W)`` from :func:`prepare`, zero-padded, with
+    each image's valid ``sizes (B, 2)`` (h, w) -> ``(inputs (B, 28, 28, 1), found (B,))``.
+
+    ``inputs`` are in 0..255; ``found`` is False for an image with no ink (blank page,
+    uniform colour): not a digit, and its input is all zeros.
+    """
+    t = tf()
+    h, w = sizes[:, 0], sizes[:, 1]
+    H, W = t.shape(gray)[1], t.shape(gray)[2]
+    valid = (t.range(H)[None, :, None] < h[:, None, None]) & (
+        t.range(W)[None, None, :] < w[:, None, None]
+    )
+    border, border_mask = _border(gray, h, w)
+    x, border = _ink_bright(gray, valid, border, border_mask)
+    background = _background(x, h, w)
+    x = t.nn.relu(x - background) * t.cast(valid, t.float32)
+    border_bg, _ = _border(background, h, w)
+    x, contrast = _stretch(x, valid, t.nn.relu(border - border_bg), border_mask)
+    x = _without_specks(x, h, w)
+    found = (contrast >= MIN_CONTRAST) & t.reduce_any(x >= _BOX_INK, axis=[1, 2])
+    out = _centre(_fit_box(x))
+    return t.where(_per_image(found)[..., None], out, 0.0) * 255.0, found
 
 
 def normalize_found(image):
-    """Decoded image ``(H, W, C)`` or ``(H, W)``, values 0..255 -> ``(input, found)``.
-
-    ``input`` is the model input ``float32 (28, 28, 1)`` in 0..255; ``found`` is False
-    when the image holds no ink (blank page, uniform colour): not a digit.
-    """
+    """One decoded image ``(H, W, C)`` or ``(H, W)``, 0..255 -> ``(input, found)``:
+    the model input ``float32 (28, 28, 1)`` in 0..255, and False when there is no ink."""
     t = tf()
-    image = t.convert_to_tensor(image)
-    if image.shape.rank == 2:
-        image = image[..., None]
-    x = _ink_bright(_working_gray(image))
-    x = t.nn.relu(x - _background(x))
-    x, contrast = _stretch(x)
-    x = _without_specks(x)
-    found = t.logical_and(contrast >= MIN_CONTRAST, t.reduce_any(x >= _BOX_INK))
-    out = t.where(found, _fit_and_centre(x), 0.0)
-    return t.ensure_shape(out[..., None] * 255.0, (SIZE, SIZE, 1)), found
+    gray = prepare(image)
+    inputs, found = normalize_batch(gray[None], t.shape(gray)[None])
+    return t.ensure_shape(inputs[0], (SIZE, SIZE, 1)), found[0]
 
 
 def normalize(image):
-    """Decoded image -> model input ``float32 (28, 28, 1)`` (zeros when no ink)."""
+    """One decoded image -> model input ``float32 (28, 28, 1)`` (zeros when no ink)."""
     return normalize_found(image)[0]

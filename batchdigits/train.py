@@ -15,7 +15,7 @@ from ._lazy import keras, tf
 from .augment import augment
 from .data import Mnist, load_mnist
 from .model import DEFAULT_ARCHITECTURE, build_model, check_model_output, save_model
-from .preprocess import normalize
+from .preprocess import normalize_batch, prepare
 from .progress import NullReporter, Reporter
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
@@ -56,19 +56,22 @@ def image_dataset(
     ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def load(x, y, seed=None):
+        gray = prepare(x if seed is None else augment(x, seed))
+        return gray, t.shape(gray), y
+
     if augment_data:
         seeds = t.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
-        ds = t.data.Dataset.zip(ds, seeds.batch(2))
-        ds = ds.map(
-            lambda xy, seed: (normalize(augment(xy[0], seed)), xy[1]),
-            num_parallel_calls=t.data.AUTOTUNE,
-            deterministic=True,
-        )
-    else:
-        ds = ds.map(
-            lambda x, y: (normalize(x), y), num_parallel_calls=t.data.AUTOTUNE, deterministic=True
-        )
-    return ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
+        ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(lambda xy, seed: (*xy, seed))
+
+    def finish(gray, sizes, y):
+        return normalize_batch(gray, sizes)[0], y
+
+    ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    ds = ds.padded_batch(batch_size)
+    ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(t.data.AUTOTUNE)
 
 
 def _progress_callback(reporter: Reporter, epochs: int, steps: int):
