@@ -150,6 +150,19 @@ def predict(
             "height), before decoding: decompression bombs cost nothing.",
         ),
     ] = DEFAULT_MAX_PIXELS,
+    review_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Flag rows (needs_review=true) whose confidence is below this. "
+            "Default: the threshold in the model card.",
+            show_default=False,
+        ),
+    ] = None,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Add the columns p0 ... p9.")
+    ] = False,
 ) -> None:
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
     from .predict import predict_folder
@@ -172,6 +185,8 @@ def predict(
             recursive,
             reporter=_reporter(),
             max_pixels=max_pixels,
+            review_threshold=review_threshold,
+            probabilities=probabilities,
         )
     )
     if summary.escaped_names:
@@ -184,7 +199,8 @@ def predict(
         err.print(f"warning: cannot list folder {folder!r} (skipped)", highlight=False)
     err.print(
         f"{summary.found} image files: {summary.predicted} predicted, {summary.errors} "
-        f"errors; {summary.skipped} other files skipped; "
+        f"errors, {summary.needs_review} need review (confidence below "
+        f"{summary.review_threshold:.4f} or no prediction); {summary.skipped} other files skipped; "
         f"{summary.images_per_second:.0f} images/s; wrote {summary.output}",
         highlight=False,
     )

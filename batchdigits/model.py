@@ -62,6 +62,31 @@ def build_model(
     return k.Model(inputs, outputs, name="batchdigits_cnn")
 
 
+def logits_model(model):
+    """The same network up to its logits (before temperature and softmax)."""
+    k = keras()
+    return k.Model(model.input, model.get_layer("logits").output)
+
+
+def with_temperature(model, temperature: float):
+    """A copy of ``model`` whose probabilities are ``softmax(logits / temperature)``.
+
+    The temperature lives in the model (its ``temperature`` layer), so every front end
+    that loads the ``.keras`` file gets calibrated probabilities."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["config"].get("name") == "temperature":
+            layer["config"]["scale"] = 1.0 / float(temperature)
+    calibrated = model.__class__.from_config(config)
+    calibrated.set_weights(model.get_weights())
+    return calibrated
+
+
+def temperature_of(model) -> float:
+    """The temperature stored in a model (1.0 for an uncalibrated one)."""
+    return 1.0 / float(model.get_layer("temperature").scale)
+
+
 def load_model(path: str | os.PathLike | None = None):
     """Load a ``.keras`` model (default: the shipped one) and check it fits this tool."""
     p = Path(path) if path is not None else default_model_path()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .errors import OutputError
 
-COLUMNS = ("path", "prediction", "confidence", "error")
+COLUMNS = ("path", "prediction", "confidence", "needs_review", "error")
+PROBABILITY_COLUMNS = tuple(f"p{d}" for d in range(10))
 
 
 def csv_path(path: str) -> str:
@@ -36,12 +37,20 @@ class Row:
     prediction: int | None = None
     confidence: float | None = None
     error: str = ""
+    needs_review: bool = True
+    probabilities: tuple[float, ...] | None = None
 
-    def cells(self) -> list[str]:
+    def cells(self, probabilities: bool = False) -> list[str]:
         path = csv_path(self.path)
+        review = "true" if self.needs_review else "false"
         if self.prediction is None:
-            return [path, "", "", self.error]
-        return [path, str(self.prediction), f"{self.confidence:.6f}", self.error]
+            cells = [path, "", "", review, self.error]
+        else:
+            cells = [path, str(self.prediction), f"{self.confidence:.6f}", review, self.error]
+        if probabilities:
+            probs = self.probabilities or ()
+            cells += [f"{p:.6f}" for p in probs] or [""] * len(PROBABILITY_COLUMNS)
+        return cells
 
 
 def _publish_mode(output: Path) -> int:
@@ -57,8 +66,9 @@ def _publish_mode(output: Path) -> int:
 class AtomicCsvWriter:
     """Write rows to a temporary file; :meth:`commit` publishes it, :meth:`abort` drops it."""
 
-    def __init__(self, output: str | os.PathLike) -> None:
+    def __init__(self, output: str | os.PathLike, probabilities: bool = False) -> None:
         self.output = Path(output)
+        self.with_probabilities = probabilities
         folder = self.output.parent
         if self.output.is_dir():
             raise OutputError(f"output {self.output} is a folder; give a file name such as x.csv")
@@ -75,11 +85,11 @@ class AtomicCsvWriter:
         os.chmod(fd, _publish_mode(self.output))  # mkstemp makes 0600; keep the usual mode
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(COLUMNS)
+        self._csv.writerow(COLUMNS + (PROBABILITY_COLUMNS if probabilities else ()))
         self.rows_written = 0
 
     def write(self, rows: list[Row]) -> None:
-        self._csv.writerows(row.cells() for row in rows)
+        self._csv.writerows(row.cells(self.with_probabilities) for row in rows)
         self.rows_written += len(rows)
 
     def commit(self) -> None:

@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
+from batchdigits.model import read_card
 
 BAD_NAME = os.fsdecode(b"bad\xff\xfebytes.png")  # not valid UTF-8
 
@@ -137,19 +138,21 @@ def test_every_format_and_every_bad_file(corpus, tmp_path):
     assert "1 file names are not valid UTF-8" in result.stderr
 
     rows = read_rows(out)
-    assert rows[0] == ["path", "prediction", "confidence", "error"]
+    assert rows[0] == ["path", "prediction", "confidence", "needs_review", "error"]
     by_path = {r[0]: r for r in rows[1:]}
     assert len(rows) - 1 == len(by_path) == len(GOOD) + len(ERRORS)  # one row per file
 
     escaped = "bad\\xff\\xfebytes.png"
+    threshold = read_card()["review_threshold"]  # the shipped model's
     for name in GOOD:
         key = escaped if name == BAD_NAME else name
-        path, prediction, confidence, error = by_path[key]
+        path, prediction, confidence, review, error = by_path[key]
         assert error == "" and prediction == "7", (name, by_path[key])
+        assert review == ("true" if float(confidence) < threshold else "false"), name
         assert float(confidence) > 0.5, name
     for name, message in ERRORS.items():
-        path, prediction, confidence, error = by_path[name]
-        assert prediction == "" and confidence == "", name
+        path, prediction, confidence, review, error = by_path[name]
+        assert prediction == "" and confidence == "" and review == "true", name
         assert error.startswith(message), (name, error)
 
     # pandas reads it back with one row per file; the odd names survive.
@@ -168,7 +171,7 @@ def test_max_pixels_option(corpus, tmp_path):
     )
     assert result.exit_code == 3
     rows = {r[0]: r for r in read_rows(out)[1:]}
-    assert rows["large.jpg"][3] == (
+    assert rows["large.jpg"][4] == (
         "image too large (4000x4000 = 16,000,000 pixels; the limit is 1,000,000, see --max-pixels)"
     )
     assert rows["ok.png"][1] == "7"
@@ -192,7 +195,7 @@ def test_decompression_bomb_does_not_allocate(tmp_path):
     exit_code, max_rss_kb = done.stdout.split()
     assert exit_code == "3", done.stderr
     assert int(max_rss_kb) < 1_500_000, f"peak RSS {int(max_rss_kb) // 1024} MiB"
-    errors = [r[3] for r in read_rows(tmp_path / "o.csv")[1:]]
+    errors = [r[4] for r in read_rows(tmp_path / "o.csv")[1:]]
     assert len(errors) == 3 and all(e.startswith("image too large") for e in errors)
 
 
@@ -215,5 +218,5 @@ def test_permission_denied(tmp_path, mnist):
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 3, done.stderr
     rows = {r[0]: r for r in read_rows(out)[1:]}
-    assert rows["secret.png"][1:] == ["", "", "permission denied"]
+    assert rows["secret.png"][1:] == ["", "", "true", "permission denied"]
     assert rows["ok.png"][1] == "7"

@@ -14,11 +14,16 @@ from batchdigits.output import COLUMNS, AtomicCsvWriter, Row
 def test_rows_and_quoting(tmp_path):
     out = tmp_path / "o.csv"
     with AtomicCsvWriter(out) as w:
-        w.write([Row("a, b.png", 3, 0.12345678), Row('q"uote.png', error="cannot decode image")])
+        w.write(
+            [
+                Row("a, b.png", 3, 0.12345678, needs_review=False),
+                Row('q"uote.png', error="cannot decode image"),
+            ]
+        )
     assert out.read_text(encoding="utf-8").splitlines()[0] == ",".join(COLUMNS)
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
-    assert rows[1] == ["a, b.png", "3", "0.123457", ""]
-    assert rows[2] == ['q"uote.png', "", "", "cannot decode image"]
+    assert rows[1] == ["a, b.png", "3", "0.123457", "false", ""]
+    assert rows[2] == ['q"uote.png', "", "", "true", "cannot decode image"]
 
 
 def test_nothing_published_until_commit_and_abort_cleans_up(tmp_path):

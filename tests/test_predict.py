@@ -14,7 +14,7 @@ from batchdigits.preprocess import normalize
 
 
 def read_csv(path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"path": str, "error": str}, keep_default_na=False)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def test_rows_errors_and_summary(digit_folder, tiny_model, tmp_path):
@@ -128,3 +128,36 @@ def test_output_inside_input_is_not_read(tmp_path, tiny_model, mnist):
     save_digit(root / "out.png", mnist.x_test[1])  # an output named like an image
     predict_folder(root, root / "out.png", model=tiny_model)
     assert list(read_csv(root / "out.png")["path"]) == ["a.png"]
+
+
+def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path):
+    root, labels = digit_folder
+    out = tmp_path / "out.csv"
+    summary = predict_folder(root, out, model=tiny_model, review_threshold=0.6, probabilities=True)
+    df = read_csv(out)
+    assert list(df.columns) == [*COLUMNS, *(f"p{d}" for d in range(10))]
+    ok = df[df["error"] == ""]
+    probs = ok[[f"p{d}" for d in range(10)]].astype(float).to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (probs.argmax(axis=1) == ok["prediction"].astype(int)).all()
+    np.testing.assert_allclose(probs.max(axis=1), ok["confidence"].astype(float), atol=1e-6)
+    expected = np.where(ok["confidence"].astype(float) < 0.6, "true", "false")
+    assert list(ok["needs_review"]) == list(expected)
+    bad = df[df["error"] != ""]
+    assert (bad["needs_review"] == "true").all() and (bad["p0"] == "").all()
+    assert summary.needs_review == int((df["needs_review"] == "true").sum())
+    assert summary.review_threshold == 0.6
+
+    # Extremes: everything flagged, or only the rows without a prediction.
+    predict_folder(root, out, model=tiny_model, review_threshold=1.0)
+    assert (read_csv(out)["needs_review"] == "true").all()
+    predict_folder(root, out, model=tiny_model, review_threshold=0.0)
+    df = read_csv(out)
+    assert list(df["needs_review"] == "true") == list(df["error"] != "")
+
+
+def test_review_threshold_defaults_to_the_model_card(digit_folder, tiny_model, tmp_path):
+    from batchdigits.model import read_card
+
+    summary = predict_folder(digit_folder[0], tmp_path / "o.csv", model=tiny_model)
+    assert summary.review_threshold == read_card(tiny_model)["review_threshold"]

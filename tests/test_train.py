@@ -56,6 +56,21 @@ def test_trained_model_and_card_survive_save_and_load(tmp_path, mnist):
     with zipfile.ZipFile(out) as z, z.open("model.weights.h5") as f:
         assert "optimizer" not in h5py.File(f, "r")  # weights only: small, quick to load
 
+    from batchdigits.model import temperature_of
+
+    for key in (
+        "temperature",
+        "test_ece",
+        "test_ece_before_calibration",
+        "review_threshold",
+        "test_review_coverage",
+        "test_review_accuracy",
+    ):
+        assert key in card, key
+    # The calibration lives in the model file itself.
+    assert temperature_of(load_model(out)) == pytest.approx(card["temperature"], rel=1e-5)
+    assert temperature_of(model) == pytest.approx(card["temperature"], rel=1e-5)
+
     x = mnist.x_test[:64, ..., None].astype("float32")
     before = model(x, training=False).numpy()
     after = load_model(out)(x, training=False).numpy()
