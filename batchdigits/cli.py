@@ -208,6 +208,82 @@ def predict(
 
 
 @app.command()
+def evaluate(
+    input_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of labelled images: sub-folders 0 ... 9, or any layout with --labels.",
+            show_default=False,
+        ),
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns path,label (paths relative to INPUT_DIR)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A .keras model. Default: the model shipped in the package."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Also write the per-file CSV, with a label column."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write metrics.json, confusion_matrix.png, reliability_diagram.png and "
+            "misclassified.png into this folder."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
+    max_pixels: Annotated[int, typer.Option(min=1, help="As for predict.")] = DEFAULT_MAX_PIXELS,
+    review_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Default: the model card's.", show_default=False),
+    ] = None,
+) -> None:
+    """Measure a model on labelled images: accuracy, per-digit precision and recall, ECE,
+    coverage and accuracy at the review threshold."""
+    from .evaluate import evaluate_folder, write_report
+
+    result = _run(
+        lambda: evaluate_folder(
+            input_dir, labels, model, batch_size, max_pixels, review_threshold, output
+        )
+    )
+    _print_metrics(result.metrics)
+    if report is not None:
+        written = _run(lambda: write_report(result, report, str(input_dir)))
+        err.print(f"report: {', '.join(str(p) for p in written)}", highlight=False)
+    raise typer.Exit(int(ExitCode.PARTIAL if result.metrics["errors"] else ExitCode.OK))
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    out = Console(soft_wrap=True)
+    summary = Table(title="Evaluation")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("images", str(metrics["images"]))
+    summary.add_row("accuracy (unreadable = wrong)", f"{metrics['accuracy']:.4%}")
+    summary.add_row("files without a prediction", str(metrics["errors"]))
+    if metrics["ece"] is not None:
+        summary.add_row(f"ECE ({metrics['ece_bins']} bins)", f"{metrics['ece']:.4%}")
+    summary.add_row("review threshold", f"{metrics['review_threshold']:.4f}")
+    summary.add_row("coverage (not flagged)", f"{metrics['review_coverage']:.2%}")
+    summary.add_row("accuracy of rows not flagged", f"{metrics['review_accuracy']:.4%}")
+    out.print(summary)
+    digits = Table(title="Per digit")
+    for name in ("digit", "precision", "recall", "support"):
+        digits.add_column(name, justify="right")
+    for d, m in metrics["per_digit"].items():
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        digits.add_row(d, fmt(m["precision"]), fmt(m["recall"]), str(m["support"]))
+    out.print(digits)
+
+
+@app.command()
 def info(
     model: Annotated[
         Path | None,

@@ -58,6 +58,12 @@ class ModelLoadError(BatchDigitsError):
     exit_code = ExitCode.DATA_ERR
 
 
+class LabelError(BatchDigitsError):
+    """A labels CSV is malformed (header, or a label that is not 0-9)."""
+
+    exit_code = ExitCode.DATA_ERR
+
+
 class OutputError(BatchDigitsError):
     """The output file or its folder cannot be written."""
 

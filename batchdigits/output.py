@@ -66,7 +66,9 @@ def _publish_mode(output: Path) -> int:
 class AtomicCsvWriter:
     """Write rows to a temporary file; :meth:`commit` publishes it, :meth:`abort` drops it."""
 
-    def __init__(self, output: str | os.PathLike, probabilities: bool = False) -> None:
+    def __init__(
+        self, output: str | os.PathLike, probabilities: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.output = Path(output)
         self.with_probabilities = probabilities
         folder = self.output.parent
@@ -85,11 +87,15 @@ class AtomicCsvWriter:
         os.chmod(fd, _publish_mode(self.output))  # mkstemp makes 0600; keep the usual mode
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(COLUMNS + (PROBABILITY_COLUMNS if probabilities else ()))
+        self._csv.writerow(COLUMNS + (PROBABILITY_COLUMNS if probabilities else ()) + extra)
         self.rows_written = 0
 
-    def write(self, rows: list[Row]) -> None:
-        self._csv.writerows(row.cells(self.with_probabilities) for row in rows)
+    def write(self, rows: list[Row], extra: list[list[str]] | None = None) -> None:
+        """Write rows; ``extra`` gives each row's cells for the ``extra`` columns."""
+        cells = (row.cells(self.with_probabilities) for row in rows)
+        if extra is not None:
+            cells = (c + e for c, e in zip(cells, extra, strict=True))
+        self._csv.writerows(cells)
         self.rows_written += len(rows)
 
     def commit(self) -> None:

@@ -1,0 +1,155 @@
+"""Evaluating a model on a labelled folder: the same pipeline as ``predict``, then metrics.
+
+Labels come from sub-folders named ``0`` ... ``9`` (the layout Keras'
+``image_dataset_from_directory`` uses) or from a CSV with columns ``path,label``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibrate import ECE_BINS, coverage_and_accuracy, expected_calibration_error
+from .decode import DEFAULT_MAX_PIXELS
+from .errors import InputNotFoundError, LabelError, OutputError
+from .files import Listing, find_images
+from .model import load_model
+from .output import AtomicCsvWriter, Row
+from .predict import DEFAULT_BATCH_SIZE, predict_rows, resolve_review_threshold
+
+
+@dataclass
+class Evaluation:
+    """Per-file results and the metrics computed from them."""
+
+    rows: list[Row]
+    labels: list[int]
+    threshold: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def folder_labels(listing: Listing) -> dict[str, int]:
+    """Labels from the first path component, when it is a folder named 0-9."""
+    labels = {}
+    for path in listing.paths:
+        head, _, rest = path.partition("/")
+        if rest and len(head) == 1 and head.isdigit():
+            labels[path] = int(head)
+    return labels
+
+
+def csv_labels(path: str | os.PathLike) -> dict[str, int]:
+    """Labels from a CSV with columns ``path,label`` (paths relative to the folder)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+                raise LabelError(f"{path}: needs a header with the columns path,label")
+            labels = {}
+            for line, record in enumerate(reader, start=2):
+                value = (record["label"] or "").strip()
+                if value not in {str(d) for d in range(10)}:
+                    raise LabelError(f"{path}, line {line}: label {value!r} is not a digit 0-9")
+                labels[record["path"]] = int(value)
+            return labels
+    except OSError as exc:
+        raise InputNotFoundError(f"cannot read labels {path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise LabelError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def evaluate_folder(
+    input_dir: str | os.PathLike,
+    labels_csv: str | os.PathLike | None = None,
+    model: str | os.PathLike | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    review_threshold: float | None = None,
+    output: str | os.PathLike | None = None,
+) -> Evaluation:
+    """Predict every labelled image under ``input_dir`` and measure the model."""
+    listing = find_images(input_dir)
+    labels = csv_labels(labels_csv) if labels_csv is not None else folder_labels(listing)
+    listing.paths = [p for p in listing.paths if p in labels]
+    if not listing.paths:
+        how = f"in {labels_csv}" if labels_csv else "(no sub-folders named 0-9 with images)"
+        raise InputNotFoundError(f"no labelled images under {input_dir} {how}")
+    threshold = resolve_review_threshold(model, review_threshold)
+    keras_model = load_model(model)
+    writer = AtomicCsvWriter(output, extra=("label",)) if output is not None else None
+    rows: list[Row] = []
+    try:
+        for batch in predict_rows(listing, keras_model, batch_size, max_pixels, threshold):
+            rows.extend(batch)
+            if writer is not None:
+                writer.write(batch, extra=[[str(labels[r.path])] for r in batch])
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.commit()
+    truth = [labels[r.path] for r in rows]
+    result = Evaluation(rows=rows, labels=truth, threshold=threshold)
+    result.metrics = compute_metrics(rows, truth, threshold)
+    return result
+
+
+def compute_metrics(rows: list[Row], truth: list[int], threshold: float) -> dict[str, Any]:
+    """Accuracy (a file without a prediction counts as wrong), per-digit precision and
+    recall, ECE, coverage and accuracy at the review threshold, the confusion matrix."""
+    predicted = np.array([-1 if r.prediction is None else r.prediction for r in rows])
+    y = np.array(truth)
+    has = predicted >= 0
+    confidence = np.array([r.confidence if r.prediction is not None else 0.0 for r in rows])
+    correct = predicted == y
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (y[has], predicted[has]), 1)
+    per_digit = {}
+    for d in range(10):
+        tp = int(confusion[d, d])
+        n_pred, n_true = int(confusion[:, d].sum()), int((y == d).sum())
+        per_digit[str(d)] = {
+            "precision": tp / n_pred if n_pred else None,
+            "recall": tp / n_true if n_true else None,
+            "support": n_true,
+        }
+    kept = confidence >= threshold  # rows without a prediction are always flagged
+    coverage = float(kept.mean())
+    return {
+        "images": int(len(rows)),
+        "accuracy": float(correct.mean()),
+        "accuracy_of_predicted": float(correct[has].mean()) if has.any() else None,
+        "errors": int((~has).sum()),
+        "ece": expected_calibration_error(confidence[has], correct[has]) if has.any() else None,
+        "ece_bins": ECE_BINS,
+        "review_threshold": threshold,
+        "review_coverage": coverage,
+        "review_accuracy": coverage_and_accuracy(confidence, correct, threshold)[1],
+        "per_digit": per_digit,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def write_report(result: Evaluation, folder: str | os.PathLike, input_dir: str) -> list[Path]:
+    """metrics.json and three PNGs: confusion matrix, reliability diagram, and a grid of
+    the misclassified images (as the model saw them) with true and predicted labels."""
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create report folder {out}: {exc.strerror or exc}") from exc
+    from . import plots
+
+    written = [out / "metrics.json"]
+    written[0].write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+    written.append(plots.confusion_matrix(result.metrics["confusion_matrix"], out))
+    written.append(plots.reliability_diagram(result.rows, result.labels, out))
+    written.append(plots.misclassified_grid(result.rows, result.labels, input_dir, out))
+    return written
