@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._lazy import keras
 from .errors import ModelLoadError, ModelNotFoundError, OutputError
 from .preprocess import SIZE
@@ -36,12 +38,14 @@ def build_model(
     blocks: list[list[int]] = DEFAULT_ARCHITECTURE["blocks"],
     dense: int = DEFAULT_ARCHITECTURE["dense"],
     dropout: float = DEFAULT_ARCHITECTURE["dropout"],
+    batch_norm: bool = True,
 ):
     """The classic MNIST CNN: [Conv-BN-ReLU]xN + max pool per block, dense, dropout, softmax.
 
     Input is ``(28, 28, 1)`` in 0..255 (``Rescaling`` inside the model), output ten
     probabilities. The ``temperature`` layer divides the logits by a temperature (1 until
-    calibrated), so the saved file carries its own calibration.
+    calibrated), so the saved file carries its own calibration. ``batch_norm=False`` gives
+    the same network with biased convolutions instead: what :func:`fold_batch_norm` fills.
     """
     k = keras()
     layers = k.layers
@@ -49,8 +53,10 @@ def build_model(
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     for b, widths in enumerate(blocks):
         for c, filters in enumerate(widths):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{b}_{c}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"bn{b}_{c}")(x)
+            name = f"conv{b}_{c}"
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=name)(x)
+            if batch_norm:
+                x = layers.BatchNormalization(momentum=0.9, name=f"bn{b}_{c}")(x)
             x = layers.Activation("relu", name=f"relu{b}_{c}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{b}")(x)
     x = layers.Flatten(name="flatten")(x)
@@ -60,6 +66,40 @@ def build_model(
     scaled = layers.Rescaling(1.0, name="temperature")(logits)
     outputs = layers.Activation("softmax", name="probabilities")(scaled)
     return k.Model(inputs, outputs, name="batchdigits_cnn")
+
+
+def architecture_of(model) -> dict[str, Any]:
+    """The ``build_model`` arguments that rebuild ``model``'s structure."""
+    blocks: dict[int, list[int]] = {}
+    for layer in model.layers:
+        if layer.name.startswith("conv"):
+            b = int(layer.name[4:].split("_")[0])
+            blocks.setdefault(b, []).append(int(layer.filters))
+    return {
+        "blocks": [blocks[b] for b in sorted(blocks)],
+        "dense": int(model.get_layer("dense").units),
+        "dropout": float(model.get_layer("dropout").rate),
+    }
+
+
+def fold_batch_norm(model):
+    """The same function without batch normalisation: each BN's scale and shift folded
+    into the convolution before it (kernel x gamma/sqrt(var+eps), bias = beta - mean x
+    that). Identical outputs up to float rounding, and fewer ops at inference."""
+    if not any(layer.name.startswith("bn") for layer in model.layers):
+        return model
+    folded = build_model(**architecture_of(model), batch_norm=False)
+    for layer in folded.layers:
+        source = model.get_layer(layer.name)
+        if layer.name.startswith("conv"):
+            bn = model.get_layer("bn" + layer.name[4:])
+            gamma, beta, mean, var = (v.numpy() for v in bn.weights)
+            scale = gamma / np.sqrt(var + bn.epsilon)
+            kernel = source.weights[0].numpy() * scale
+            layer.set_weights([kernel, beta - mean * scale])
+        elif layer.weights:
+            layer.set_weights(source.get_weights())
+    return with_temperature(folded, temperature_of(model))
 
 
 def logits_model(model):
@@ -128,11 +168,12 @@ def check_model_output(path: str | os.PathLike) -> Path:
 
 
 def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> Path:
-    """Save the model as ``.keras`` and its card beside it; return the card's path."""
+    """Save the model for inference as ``.keras`` (batch norm folded, no optimizer state)
+    and its card beside it; return the card's path."""
     p = check_model_output(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        _without_optimizer(model).save(p)
+        fold_batch_norm(_without_optimizer(model)).save(p)
         cp = card_path(p)
         cp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     except OSError as exc:

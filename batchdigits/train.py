@@ -26,6 +26,7 @@ from .model import (
     DEFAULT_ARCHITECTURE,
     build_model,
     check_model_output,
+    fold_batch_norm,
     logits_model,
     save_model,
     with_temperature,
@@ -211,7 +212,8 @@ def train_model(
         "train_images": int(len(train_idx)),
         "validation_images": int(len(val_idx)),
         **{key: value for key, value in asdict(config).items()},
-        "parameters": int(model.count_params()),
+        "parameters": int(fold_batch_norm(model).count_params()),  # as saved
+        "batch_norm_folded": True,
         "train_seconds": round(seconds, 1),
         "data_source": mnist.source,
         "data_checksums": mnist.checksums,

@@ -74,8 +74,12 @@ def test_trained_model_and_card_survive_save_and_load(tmp_path, mnist):
     x = mnist.x_test[:64, ..., None].astype("float32")
     before = model(x, training=False).numpy()
     after = load_model(out)(x, training=False).numpy()
-    np.testing.assert_array_equal(before, after)
+    # Saved for inference: batch norm folded into the convolutions, same function.
+    np.testing.assert_allclose(before, after, atol=1e-5)
+    assert not [layer for layer in load_model(out).layers if layer.name.startswith("bn")]
     np.testing.assert_allclose(after.sum(axis=1), 1.0, rtol=1e-5)
+    reloaded = load_model(out)(x, training=False).numpy()
+    np.testing.assert_array_equal(after, reloaded)  # loading is deterministic
 
 
 def test_train_rejects_bad_output_before_training(tmp_path):

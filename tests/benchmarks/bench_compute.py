@@ -1,0 +1,52 @@
+"""The model's compute alone: a batch of preprocessed 28x28 images, in memory, through the
+network (a script, not a test).
+
+    python tests/benchmarks/bench_compute.py [--model PATH] [--batch 4096] [--repeats 7]
+
+Prints images/s, the median of the repeats. Saved models have their batch normalisation
+folded into the convolutions (``batchdigits.model.fold_batch_norm``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from batchdigits.model import load_model
+from batchdigits.pipeline import make_infer
+
+
+def images_per_second(model, batch: np.ndarray, repeats: int) -> float:
+    infer = make_infer(model)
+    infer(batch)  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        infer(batch).numpy()
+        times.append(time.perf_counter() - t0)
+    return len(batch) / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None, help="default: the shipped model")
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    model = load_model(args.model)
+    rng = np.random.default_rng(0)
+    batch = (rng.random((args.batch, 28, 28, 1)) * 255).astype("float32")
+    rate = images_per_second(model, batch, args.repeats)
+    print(
+        f"{args.model or 'shipped model'}: {model.count_params():,} parameters, "
+        f"{rate:,.0f} images/s (batch {args.batch}, median of {args.repeats}, "
+        f"{os.cpu_count()} cores)"
+    )
+
+
+if __name__ == "__main__":
+    main()
