@@ -32,6 +32,7 @@ from .model import (
     with_temperature,
 )
 from .preprocess import normalize_batch, prepare
+from .probes import hard_set, non_digit_set, predict_arrays, scan_like_set
 from .progress import NullReporter, Reporter
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
@@ -48,6 +49,7 @@ class TrainConfig:
     limit: int | None = None
     learning_rate: float = 2e-3
     augment: bool = True
+    probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
 
 
@@ -163,6 +165,22 @@ def calibrate(model, val_ds, val_labels, test_ds, test_labels) -> tuple[Any, dic
     return with_temperature(model, temperature), figures
 
 
+def probe_figures(model, mnist: Mnist, n: int, threshold: float) -> dict[str, Any]:
+    """Accuracy on the scan-like and hard probe sets (made from MNIST *test* digits) and
+    the share of generated non-digits flagged for review; see :mod:`batchdigits.probes`."""
+    if n <= 0:
+        return {}
+    x, y = mnist.x_test[-n:], mnist.y_test[-n:]
+    figures: dict[str, Any] = {"probe_images": int(len(x))}
+    for name, images in (("scan_like", scan_like_set(x, 1)), ("hard", hard_set(x, 2))):
+        probs, found = predict_arrays(model, images)
+        figures[f"{name}_accuracy"] = round(float(np.mean((probs.argmax(1) == y) & found)), 6)
+    probs, found = predict_arrays(model, non_digit_set(max(1, n // 2), 3))
+    flagged = ~found | (probs.max(1) < threshold)
+    figures["non_digits_flagged"] = round(float(flagged.mean()), 6)
+    return figures
+
+
 def train_model(
     mnist: Mnist, config: TrainConfig, reporter: Reporter | None = None
 ) -> tuple[Any, dict[str, Any]]:
@@ -207,6 +225,10 @@ def train_model(
     card = {
         "format": "batchdigits-model-card/2",
         **calibration,
+        # Quick trials (--limit) get proportionally small probe sets.
+        **probe_figures(
+            model, mnist, min(config.probe_images, len(x) // 10), calibration["review_threshold"]
+        ),
         "validation_accuracy": round(float(best.best), 6),
         "test_images": int(len(mnist.x_test)),
         "train_images": int(len(train_idx)),
