@@ -295,6 +295,17 @@ def normalize_batch(gray, sizes):
     return t.where(_per_image(found)[..., None], out, 0.0) * 255.0, found
 
 
+def normalize_many(images):
+    """A list of decoded images of any sizes -> ``(inputs (N, 28, 28, 1), found (N,))``:
+    prepared one by one, zero-padded into one batch, normalised together."""
+    t = tf()
+    grays = [prepare(image) for image in images]
+    h = max(int(g.shape[0]) for g in grays)
+    w = max(int(g.shape[1]) for g in grays)
+    batch = t.stack([t.pad(g, [[0, h - g.shape[0]], [0, w - g.shape[1]]]) for g in grays])
+    return normalize_batch(batch, t.constant([list(g.shape) for g in grays], t.int32))
+
+
 def normalize_found(image):
     """One decoded image ``(H, W, C)`` or ``(H, W)``, 0..255 -> ``(input, found)``:
     the model input ``float32 (28, 28, 1)`` in 0..255, and False when there is no ink."""

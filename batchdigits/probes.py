@@ -127,20 +127,13 @@ def non_digit_set(n: int, seed: int = 0) -> list[np.ndarray]:
 def predict_arrays(model, images: list[np.ndarray], batch_size: int = 256):
     """Images (any size, gray) through the shared normalisation and the model:
     ``(probabilities (N, 10), found (N,))``, batched like the pipeline."""
-    from ._lazy import tf
     from .pipeline import make_infer
-    from .preprocess import normalize_batch, prepare
+    from .preprocess import normalize_many
 
-    t = tf()
     infer = make_infer(model)
     probs, found = [], []
     for start in range(0, len(images), batch_size):
-        grays = [prepare(image) for image in images[start : start + batch_size]]
-        h = max(int(g.shape[0]) for g in grays)
-        w = max(int(g.shape[1]) for g in grays)
-        batch = t.stack([t.pad(g, [[0, h - g.shape[0]], [0, w - g.shape[1]]]) for g in grays])
-        sizes = t.constant([list(g.shape) for g in grays], t.int32)
-        inputs, has_ink = normalize_batch(batch, sizes)
+        inputs, has_ink = normalize_many(images[start : start + batch_size])
         probs.append(infer(inputs).numpy())
         found.append(has_ink.numpy())
     return np.concatenate(probs), np.concatenate(found)

@@ -172,8 +172,7 @@ def test_polarity_with_vignetting_and_a_thin_small_digit():
 def test_batch_with_padding_equals_one_by_one(mnist):
     """normalize_batch on a zero-padded batch of different sizes gives exactly what each
     image gives alone: padding never leaks into an image's result."""
-    from batchdigits._lazy import tf
-    from batchdigits.preprocess import normalize_batch, prepare
+    from batchdigits.preprocess import normalize_many
 
     images = [
         mnist.x_test[0],
@@ -182,12 +181,7 @@ def test_batch_with_padding_equals_one_by_one(mnist):
         np.asarray(Image.fromarray(mnist.x_test[3]).resize((8, 8), Image.BILINEAR)),
         np.full((30, 50), 255, np.uint8),  # blank
     ]
-    grays = [prepare(image) for image in images]
-    H = max(int(g.shape[0]) for g in grays)
-    W = max(int(g.shape[1]) for g in grays)
-    padded = tf().stack([tf().pad(g, [[0, H - g.shape[0]], [0, W - g.shape[1]]]) for g in grays])
-    sizes = tf().constant([list(g.shape) for g in grays], tf().int32)
-    batch, found = normalize_batch(padded, sizes)
+    batch, found = normalize_many(images)  # zero-padded to 120x140
     for i, image in enumerate(images):
         alone, alone_found = normalize_found(image)
         assert bool(found[i]) == bool(alone_found)
