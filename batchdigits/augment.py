@@ -74,14 +74,25 @@ def _blur(image, seed):
     return t.nn.conv2d(image[None], kernel, 1, "SAME")[0]
 
 
-def augment(digit, seed):
-    """A 28x28 uint8 MNIST digit -> a varied digit (float 0..255, 56x56x1) to normalise."""
+def augment(digit, seed, fraction: float = 1.0):
+    """A 28x28 uint8 MNIST digit -> a varied digit (float 0..255, 56x56x1) to normalise.
+
+    With ``fraction`` < 1, only that share of the digits (drawn from ``seed``) is varied;
+    the others pass through unchanged (upscaled alike)."""
     t = tf()
-    seeds = t.random.experimental.stateless_split(seed, 5)
+    seeds = t.random.experimental.stateless_split(seed, 6)
     x = t.cast(digit, t.float32)
     if x.shape.rank == 2:
         x = x[..., None]
     x = t.image.resize(x, [28 * UPSCALE, 28 * UPSCALE], method="bilinear")
+    if fraction >= 1.0:
+        return _vary(x, seeds)
+    vary = t.random.stateless_uniform([], seed=seeds[5]) < fraction
+    return t.cond(vary, lambda: _vary(x, seeds), lambda: x)
+
+
+def _vary(x, seeds):
+    t = tf()
     x = _affine(x, seeds[0])
     x = _stroke(x, seeds[1])
     x = _blur(x, seeds[2])

@@ -49,6 +49,7 @@ class TrainConfig:
     limit: int | None = None
     learning_rate: float = 2e-3
     augment: bool = True
+    augment_fraction: float = 1.0  # share of the training digits varied each epoch
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
 
@@ -66,6 +67,7 @@ def image_dataset(
     batch_size: int,
     shuffle_seed: int | None = None,
     augment_data: bool = False,
+    augment_fraction: float = 1.0,
 ):
     """MNIST arrays -> batched ``(image, label)`` through the shared normalisation.
 
@@ -78,7 +80,7 @@ def image_dataset(
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(x, y, seed=None):
-        gray = prepare(x if seed is None else augment(x, seed))
+        gray = prepare(x if seed is None else augment(x, seed, augment_fraction))
         return gray, t.shape(gray), y
 
     if augment_data:
@@ -195,7 +197,12 @@ def train_model(
         x, y = x[: config.limit], y[: config.limit]
     train_idx, val_idx = split_train_validation(len(x), config.seed)
     train_ds = image_dataset(
-        x[train_idx], y[train_idx], config.batch_size, config.seed, config.augment
+        x[train_idx],
+        y[train_idx],
+        config.batch_size,
+        config.seed,
+        config.augment,
+        config.augment_fraction,
     )
     val_ds = image_dataset(x[val_idx], y[val_idx], 512)
     test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
