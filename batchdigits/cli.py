@@ -38,6 +38,29 @@ DataOption = Annotated[
         show_default=False,
     ),
 ]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(help="A .keras model. Default: the model shipped in the package."),
+]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per model call.")]
+MaxPixelsOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Refuse images whose header declares more pixels than this (width x "
+        "height), before decoding: decompression bombs cost nothing.",
+    ),
+]
+ReviewThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Flag rows (needs_review=true) whose confidence is below this. "
+        "Default: the threshold in the model card.",
+        show_default=False,
+    ),
+]
 SkipChecksumOption = Annotated[
     bool,
     typer.Option(
@@ -125,10 +148,7 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="The CSV to write.")] = Path(
         "predictions.csv"
     ),
-    model: Annotated[
-        Path | None,
-        typer.Option(help="A .keras model. Default: the model shipped in the package."),
-    ] = None,
+    model: ModelOption = None,
     train_if_missing: Annotated[
         bool,
         typer.Option(
@@ -138,28 +158,12 @@ def predict(
     ] = False,
     data: DataOption = None,
     skip_checksum: SkipChecksumOption = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
+    batch_size: BatchSizeOption = 256,
     recursive: Annotated[
         bool, typer.Option("--recursive/--no-recursive", help="Look in sub-folders.")
     ] = True,
-    max_pixels: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Refuse images whose header declares more pixels than this (width x "
-            "height), before decoding: decompression bombs cost nothing.",
-        ),
-    ] = DEFAULT_MAX_PIXELS,
-    review_threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Flag rows (needs_review=true) whose confidence is below this. "
-            "Default: the threshold in the model card.",
-            show_default=False,
-        ),
-    ] = None,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    review_threshold: ReviewThresholdOption = None,
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Add the columns p0 ... p9.")
     ] = False,
@@ -220,10 +224,7 @@ def evaluate(
         Path | None,
         typer.Option(help="CSV with columns path,label (paths relative to INPUT_DIR)."),
     ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(help="A .keras model. Default: the model shipped in the package."),
-    ] = None,
+    model: ModelOption = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Also write the per-file CSV, with a label column."),
@@ -235,15 +236,12 @@ def evaluate(
             "misclassified.png into this folder."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
-    max_pixels: Annotated[int, typer.Option(min=1, help="As for predict.")] = DEFAULT_MAX_PIXELS,
-    review_threshold: Annotated[
-        float | None,
-        typer.Option(min=0.0, max=1.0, help="Default: the model card's.", show_default=False),
-    ] = None,
+    batch_size: BatchSizeOption = 256,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    review_threshold: ReviewThresholdOption = None,
 ) -> None:
-    """Measure a model on labelled images: accuracy, per-digit precision and recall, ECE,
-    coverage and accuracy at the review threshold."""
+    """Measure a model on labelled images (accuracy, per-digit precision and recall, ECE,
+    review coverage)."""
     from .evaluate import evaluate_folder, write_report
 
     result = _run(
@@ -285,10 +283,7 @@ def _print_metrics(metrics: dict) -> None:
 
 @app.command()
 def info(
-    model: Annotated[
-        Path | None,
-        typer.Option(help="A .keras model. Default: the model shipped in the package."),
-    ] = None,
+    model: ModelOption = None,
 ) -> None:
     """Print the model card (JSON) of a model."""
     from .model import read_card
