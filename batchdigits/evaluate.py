@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,19 +83,13 @@ def evaluate_folder(
         raise InputNotFoundError(f"no labelled images under {input_dir} {how}")
     threshold = resolve_review_threshold(model, review_threshold)
     keras_model = load_model(model)
-    writer = AtomicCsvWriter(output, extra=("label",)) if output is not None else None
     rows: list[Row] = []
-    try:
+    writing = AtomicCsvWriter(output, extra=("label",)) if output is not None else nullcontext()
+    with writing as writer:  # published only when complete, as for predict
         for batch in predict_rows(listing, keras_model, batch_size, max_pixels, threshold):
             rows.extend(batch)
             if writer is not None:
                 writer.write(batch, extra=[[str(labels[r.path])] for r in batch])
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        writer.commit()
     truth = [labels[r.path] for r in rows]
     result = Evaluation(rows=rows, labels=truth, threshold=threshold)
     result.metrics = compute_metrics(rows, truth, threshold)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Row:
     confidence: float | None = None
     error: str = ""
     needs_review: bool = True
-    probabilities: tuple[float, ...] | None = None
+    probabilities: Sequence[float] | None = None  # the ten digits' probabilities
 
     def cells(self, probabilities: bool = False) -> list[str]:
         path = csv_path(self.path)
@@ -48,8 +49,10 @@ class Row:
         else:
             cells = [path, str(self.prediction), f"{self.confidence:.6f}", review, self.error]
         if probabilities:
-            probs = self.probabilities or ()
-            cells += [f"{p:.6f}" for p in probs] or [""] * len(PROBABILITY_COLUMNS)
+            if self.probabilities is None:
+                cells += [""] * len(PROBABILITY_COLUMNS)
+            else:
+                cells += [f"{p:.6f}" for p in self.probabilities]
         return cells
 
 

@@ -15,31 +15,47 @@ from .decode import DEFAULT_MAX_PIXELS, decode_tf
 from .preprocess import SIZE, normalize_batch, prepare
 
 
-def image_batches(full_paths: list[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1), found bool (B,))``
-    in file order; ``found`` is False for an image with no ink.
+def normalized_batches(ds, to_image, batch_size: int, skip_failures: bool = False):
+    """Elements ``(source, key)`` -> batches ``(keys, inputs (B, 28, 28, 1), found (B,))``.
 
-    Per file, in parallel: read, decode, gray and shrink (``prepare``); then per padded
-    batch: the rest of the normalisation, vectorised (``normalize_batch``)."""
+    Per element, in parallel: ``to_image(source)`` (decode, augment, ...), then gray and
+    shrink (``prepare``); per padded batch: the rest of the normalisation, vectorised
+    (``normalize_batch``). The one batching path of prediction and training. With
+    ``skip_failures``, an element whose ``to_image`` fails is dropped: the caller sees the
+    gap in its keys."""
     t = tf()
-    encoded = [os.fsencode(p) for p in full_paths]  # bytes: any file name, even non-UTF-8
 
-    def load(index, path):
-        gray = prepare(decode_tf(t.io.read_file(path), max_pixels))
-        return index, gray, t.shape(gray)
+    def load(source, key):
+        gray = prepare(to_image(source))
+        return key, gray, t.shape(gray)
 
-    def finish(indices, gray, sizes):
-        images, found = normalize_batch(gray, sizes)
-        return indices, images, found
+    def finish(keys, gray, sizes):
+        inputs, found = normalize_batch(gray, sizes)
+        return keys, inputs, found
 
-    ds = t.data.Dataset.from_tensor_slices(
-        (t.range(len(encoded), dtype=t.int64), t.constant(encoded, dtype=t.string))
-    )
     ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors()
+    if skip_failures:
+        ds = ds.ignore_errors()
     ds = ds.padded_batch(batch_size)
     ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(t.data.AUTOTUNE)
+
+
+def image_batches(full_paths: list[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1), found bool (B,))``
+    in file order; ``found`` is False for an image with no ink. Files that cannot be read
+    or decoded are dropped (gaps in the indices)."""
+    t = tf()
+    encoded = [os.fsencode(p) for p in full_paths]  # bytes: any file name, even non-UTF-8
+    ds = t.data.Dataset.from_tensor_slices(
+        (t.constant(encoded, dtype=t.string), t.range(len(encoded), dtype=t.int64))
+    )
+    return normalized_batches(
+        ds,
+        lambda path: decode_tf(t.io.read_file(path), max_pixels),
+        batch_size,
+        skip_failures=True,
+    )
 
 
 def make_infer(model):

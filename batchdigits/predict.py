@@ -152,7 +152,7 @@ def _row(rel: str, probabilities: np.ndarray, has_ink: bool, threshold: float) -
         prediction=digit,
         confidence=confidence,
         needs_review=confidence < threshold,
-        probabilities=tuple(float(p) for p in probabilities),
+        probabilities=probabilities,  # the model's row as is: formatted only if written
     )
 
 

@@ -31,7 +31,7 @@ from .model import (
     save_model,
     with_temperature,
 )
-from .preprocess import normalize_batch, prepare
+from .pipeline import normalized_batches
 from .probes import hard_set, non_digit_set, predict_arrays, scan_like_set
 from .progress import NullReporter, Reporter
 
@@ -79,21 +79,19 @@ def image_dataset(
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
 
-    def load(x, y, seed=None):
-        gray = prepare(x if seed is None else augment(x, seed, augment_fraction))
-        return gray, t.shape(gray), y
-
     if augment_data:
         seeds = t.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
-        ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(lambda xy, seed: (*xy, seed))
+        ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(lambda xy, seed: ((xy[0], seed), xy[1]))
 
-    def finish(gray, sizes, y):
-        return normalize_batch(gray, sizes)[0], y
+        def to_image(source):
+            return augment(source[0], source[1], augment_fraction)
+    else:
 
-    ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
-    ds = ds.padded_batch(batch_size)
-    ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(t.data.AUTOTUNE)
+        def to_image(source):
+            return source
+
+    ds = normalized_batches(ds, to_image, batch_size)
+    return ds.map(lambda labels, inputs, found: (inputs, labels))
 
 
 def _progress_callback(reporter: Reporter, epochs: int, steps: int):
@@ -229,6 +227,7 @@ def train_model(
     )
     seconds = time.perf_counter() - t0
     model, calibration = calibrate(model, val_ds, y[val_idx], test_ds, mnist.y_test)
+    model = fold_batch_norm(model)  # the inference form, as saved
     card = {
         "format": "batchdigits-model-card/2",
         **calibration,
@@ -241,7 +240,7 @@ def train_model(
         "train_images": int(len(train_idx)),
         "validation_images": int(len(val_idx)),
         **{key: value for key, value in asdict(config).items()},
-        "parameters": int(fold_batch_norm(model).count_params()),  # as saved
+        "parameters": int(model.count_params()),
         "batch_norm_folded": True,
         "train_seconds": round(seconds, 1),
         "data_source": mnist.source,
