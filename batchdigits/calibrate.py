@@ -80,3 +80,25 @@ def coverage_and_accuracy(
     coverage = float(kept.mean()) if kept.size else 0.0
     accuracy = float(np.asarray(correct)[kept].mean()) if kept.any() else 1.0
     return coverage, accuracy
+
+
+#: Thresholds at which the model card reports the coverage/accuracy trade-off.
+TRADEOFF_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+
+
+def tradeoff(
+    confidences: np.ndarray, correct: np.ndarray, thresholds=TRADEOFF_THRESHOLDS
+) -> list[dict[str, float]]:
+    """Coverage and accuracy of the rows kept, at each threshold: what moving
+    ``--review-threshold`` buys and costs."""
+    rows = []
+    for threshold in thresholds:
+        coverage, accuracy = coverage_and_accuracy(confidences, correct, threshold)
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "coverage": round(coverage, 6),
+                "accuracy": round(accuracy, 6),
+            }
+        )
+    return rows

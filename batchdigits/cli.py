@@ -124,13 +124,36 @@ def train(
         int | None,
         typer.Option(min=12, help="Train on the first N training images only (quick trials)."),
     ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Vary the training digits each epoch: rotation, scale, shear, pen, blur, noise.",
+        ),
+    ] = True,
+    non_digit_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Generated non-digits to add per training digit, with a uniform target "
+            "(outlier exposure; 0: none).",
+        ),
+    ] = 0.1,
     skip_checksum: SkipChecksumOption = False,
 ) -> None:
     """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
     from .train import TrainConfig
     from .train import train as train_model
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        limit=limit,
+        augment=augment,
+        non_digit_share=non_digit_share,
+    )
     card = _run(
         lambda: train_model(output, data, config, verify=not skip_checksum, reporter=_reporter())
     )

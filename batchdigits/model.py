@@ -17,8 +17,8 @@ from .preprocess import SIZE
 DEFAULT_MODEL_NAME = "default.keras"
 #: Convolution widths per block (each block ends in 2x2 max pooling), dense width, dropout.
 DEFAULT_ARCHITECTURE: dict[str, Any] = {
-    "blocks": [[32, 32], [64, 64]],
-    "dense": 128,
+    "blocks": [[32], [48, 64], [128]],
+    "dense": 256,
     "dropout": 0.4,
 }
 

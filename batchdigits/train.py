@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._lazy import keras, tf
-from .augment import augment
+from .augment import augment_batch
 from .calibrate import (
     coverage_and_accuracy,
     expected_calibration_error,
@@ -20,6 +20,7 @@ from .calibrate import (
     nll,
     review_threshold,
     softmax,
+    tradeoff,
 )
 from .data import Mnist, load_mnist
 from .model import (
@@ -31,7 +32,9 @@ from .model import (
     save_model,
     with_temperature,
 )
-from .pipeline import normalized_batches
+from .negatives import NOT_A_DIGIT, non_digits
+from .pipeline import compute_images_per_second
+from .preprocess import normalize_batch
 from .probes import hard_set, non_digit_set, predict_arrays, scan_like_set
 from .progress import NullReporter, Reporter
 
@@ -50,6 +53,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     augment: bool = True
     augment_fraction: float = 1.0  # share of the training digits varied each epoch
+    non_digit_share: float = 0.1  # generated non-digits added, per training digit
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
 
@@ -69,29 +73,38 @@ def image_dataset(
     augment_data: bool = False,
     augment_fraction: float = 1.0,
 ):
-    """MNIST arrays -> batched ``(image, label)`` through the shared normalisation.
+    """28x28 MNIST-style arrays -> batched ``(inputs, targets)`` through the shared
+    normalisation (:func:`~batchdigits.preprocess.normalize_batch`, as in ``predict``).
 
-    With ``shuffle_seed``, the order is reshuffled every epoch, reproducibly; with
-    ``augment_data`` too, every epoch sees freshly (and reproducibly) varied digits.
+    ``targets`` are one-hot; label :data:`~batchdigits.negatives.NOT_A_DIGIT` gets the
+    uniform target. With ``shuffle_seed``, the order is reshuffled every epoch,
+    reproducibly; with ``augment_data`` too, every epoch sees freshly (and reproducibly)
+    varied digits, augmented a whole batch at a time. (``prepare``, the per-file step of
+    ``predict``, leaves one-channel images this small unchanged, so it is skipped.)
     """
     t = tf()
     ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
-
+    ds = ds.batch(batch_size)
     if augment_data:
         seeds = t.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
-        ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(lambda xy, seed: ((xy[0], seed), xy[1]))
+        ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(
+            lambda xy, seed: (augment_batch(xy[0], seed, augment_fraction), xy[1]),
+            num_parallel_calls=t.data.AUTOTUNE,
+            deterministic=True,
+        )
 
-        def to_image(source):
-            return augment(source[0], source[1], augment_fraction)
-    else:
+    def finish(gray, label):
+        gray = t.cast(gray, t.float32)
+        size = t.shape(gray)[1:3]
+        inputs, _ = normalize_batch(gray, t.tile(size[None], [t.shape(gray)[0], 1]))
+        target = t.one_hot(label, 10)
+        target = t.where((label == NOT_A_DIGIT)[:, None], 0.1, target)
+        return inputs, target
 
-        def to_image(source):
-            return source
-
-    ds = normalized_batches(ds, to_image, batch_size)
-    return ds.map(lambda labels, inputs, found: (inputs, labels))
+    ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(t.data.AUTOTUNE)
 
 
 def _progress_callback(reporter: Reporter, epochs: int, steps: int):
@@ -161,6 +174,7 @@ def calibrate(model, val_ds, val_labels, test_ds, test_labels) -> tuple[Any, dic
         "review_target_accuracy": REVIEW_TARGET,
         "test_review_coverage": round(coverage, 6),
         "test_review_accuracy": round(kept_accuracy, 6),
+        "test_review_tradeoff": tradeoff(after.max(1), correct),
     }
     return with_temperature(model, temperature), figures
 
@@ -194,9 +208,14 @@ def train_model(
     if config.limit is not None:
         x, y = x[: config.limit], y[: config.limit]
     train_idx, val_idx = split_train_validation(len(x), config.seed)
+    x_fit, y_fit = x[train_idx], y[train_idx]
+    n_neg = round(config.non_digit_share * len(train_idx))
+    if n_neg:  # outlier exposure: marks that are not one digit, with a uniform target
+        x_fit = np.concatenate([x_fit, non_digits(x_fit, y_fit, n_neg, config.seed)])
+        y_fit = np.concatenate([y_fit, np.full(n_neg, NOT_A_DIGIT, y_fit.dtype)])
     train_ds = image_dataset(
-        x[train_idx],
-        y[train_idx],
+        x_fit,
+        y_fit,
         config.batch_size,
         config.seed,
         config.augment,
@@ -206,13 +225,13 @@ def train_model(
     test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
 
     model = build_model(**config.architecture)
-    steps = -(-len(train_idx) // config.batch_size)
+    steps = -(-len(x_fit) // config.batch_size)
     schedule = k.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, steps * config.epochs), alpha=0.01
     )
     model.compile(
         optimizer=k.optimizers.Adam(learning_rate=schedule),
-        loss=k.losses.SparseCategoricalCrossentropy(),
+        loss=k.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     best = _best_weights_callback()
@@ -238,10 +257,13 @@ def train_model(
         "validation_accuracy": round(float(best.best), 6),
         "test_images": int(len(mnist.x_test)),
         "train_images": int(len(train_idx)),
+        "train_non_digits": int(n_neg),
         "validation_images": int(len(val_idx)),
         **{key: value for key, value in asdict(config).items()},
         "parameters": int(model.count_params()),
         "batch_norm_folded": True,
+        # Measured on the training machine, right after training (noisy on shared ones).
+        "compute_images_per_second": round(compute_images_per_second(model)),
         "train_seconds": round(seconds, 1),
         "data_source": mnist.source,
         "data_checksums": mnist.checksums,

@@ -12,6 +12,7 @@ from batchdigits.calibrate import (
     nll,
     review_threshold,
     softmax,
+    tradeoff,
 )
 
 
@@ -60,3 +61,16 @@ def test_review_threshold_keeps_the_most_rows_at_the_target_accuracy():
     # Ties are kept or flagged together.
     tied = np.array([0.9, 0.9, 0.9])
     assert review_threshold(tied, np.array([1, 0, 1]), 1.0) > 0.9
+
+
+def test_tradeoff_coverage_falls_and_accuracy_rises_with_the_threshold():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.3, 1.0, 5000)
+    correct = rng.random(5000) < confidence  # calibrated by construction
+    rows = tradeoff(confidence, correct, (0.5, 0.9, 0.99))
+    assert [r["threshold"] for r in rows] == [0.5, 0.9, 0.99]
+    coverage = [r["coverage"] for r in rows]
+    accuracy = [r["accuracy"] for r in rows]
+    assert coverage[0] > coverage[1] > coverage[2] > 0
+    assert accuracy[0] < accuracy[1] < accuracy[2]
+    assert abs(coverage[1] - (confidence >= 0.9).mean()) < 1e-6

@@ -85,3 +85,19 @@ def test_trained_model_and_card_survive_save_and_load(tmp_path, mnist):
 def test_train_rejects_bad_output_before_training(tmp_path):
     with pytest.raises(OutputError, match=r"must end in \.keras"):
         train(tmp_path / "model.h5", data=tmp_path / "nowhere")
+
+
+def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targets(mnist):
+    from batchdigits.negatives import NOT_A_DIGIT
+    from batchdigits.preprocess import normalize_many
+    from batchdigits.train import image_dataset
+
+    x = mnist.x_test[:6]
+    y = np.array([*mnist.y_test[:5], NOT_A_DIGIT])
+    inputs, targets = next(iter(image_dataset(x, y, batch_size=6)))
+    expected, _ = normalize_many(list(x))
+    np.testing.assert_allclose(inputs.numpy(), expected.numpy(), atol=1e-3)
+    targets = targets.numpy()
+    np.testing.assert_array_equal(targets[:5].argmax(1), mnist.y_test[:5])
+    np.testing.assert_array_equal(targets[:5].max(1), 1.0)
+    np.testing.assert_allclose(targets[5], np.full(10, 0.1))

@@ -11,24 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-
-import numpy as np
 
 from batchdigits.model import load_model
-from batchdigits.pipeline import make_infer
-
-
-def images_per_second(model, batch: np.ndarray, repeats: int) -> float:
-    infer = make_infer(model)
-    infer(batch)  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        infer(batch).numpy()
-        times.append(time.perf_counter() - t0)
-    return len(batch) / statistics.median(times)
+from batchdigits.pipeline import compute_images_per_second
 
 
 def main() -> None:
@@ -38,9 +23,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     model = load_model(args.model)
-    rng = np.random.default_rng(0)
-    batch = (rng.random((args.batch, 28, 28, 1)) * 255).astype("float32")
-    rate = images_per_second(model, batch, args.repeats)
+    rate = compute_images_per_second(model, args.batch, args.repeats)
     print(
         f"{args.model or 'shipped model'}: {model.count_params():,} parameters, "
         f"{rate:,.0f} images/s (batch {args.batch}, median of {args.repeats}, "
