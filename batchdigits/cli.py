@@ -117,7 +117,7 @@ def train(
         Path, typer.Option("--output", "-o", help="Where to save the model (.keras).")
     ] = Path("model.keras"),
     data: DataOption = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 28,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed (data split, order, weights).")] = 1,
     limit: Annotated[
@@ -139,7 +139,7 @@ def train(
             help="Generated non-digits to add per training digit, with a uniform target "
             "(outlier exposure; 0: none).",
         ),
-    ] = 0.1,
+    ] = 0.0,
     skip_checksum: SkipChecksumOption = False,
 ) -> None:
     """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
@@ -295,6 +295,12 @@ def _print_metrics(metrics: dict) -> None:
     summary.add_row("coverage (not flagged)", f"{metrics['review_coverage']:.2%}")
     summary.add_row("accuracy of rows not flagged", f"{metrics['review_accuracy']:.4%}")
     out.print(summary)
+    trade = Table(title="Review threshold: coverage / accuracy trade-off")
+    for name in ("threshold", "rows not flagged", "their accuracy"):
+        trade.add_column(name, justify="right")
+    for row in metrics["review_tradeoff"]:
+        trade.add_row(f"{row['threshold']:.4f}", f"{row['coverage']:.2%}", f"{row['accuracy']:.4%}")
+    out.print(trade)
     digits = Table(title="Per digit")
     for name in ("digit", "precision", "recall", "support"):
         digits.add_column(name, justify="right")

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from .calibrate import ECE_BINS, coverage_and_accuracy, expected_calibration_error
+from .calibrate import (
+    ECE_BINS,
+    TRADEOFF_THRESHOLDS,
+    coverage_and_accuracy,
+    expected_calibration_error,
+    tradeoff,
+)
 from .decode import DEFAULT_MAX_PIXELS
 from .errors import InputNotFoundError, LabelError, OutputError
 from .files import Listing, find_images
@@ -127,6 +133,7 @@ def compute_metrics(rows: list[Row], truth: list[int], threshold: float) -> dict
         "review_threshold": threshold,
         "review_coverage": coverage,
         "review_accuracy": coverage_and_accuracy(confidence, correct, threshold)[1],
+        "review_tradeoff": tradeoff(confidence, correct, sorted({*TRADEOFF_THRESHOLDS, threshold})),
         "per_digit": per_digit,
         "confusion_matrix": confusion.tolist(),
     }

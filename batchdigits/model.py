@@ -20,6 +20,7 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "blocks": [[32], [48, 64], [128]],
     "dense": 256,
     "dropout": 0.4,
+    "block_dropout": 0.2,  # after the pooling of every block but the first
 }
 
 
@@ -38,9 +39,11 @@ def build_model(
     blocks: list[list[int]] = DEFAULT_ARCHITECTURE["blocks"],
     dense: int = DEFAULT_ARCHITECTURE["dense"],
     dropout: float = DEFAULT_ARCHITECTURE["dropout"],
+    block_dropout: float = DEFAULT_ARCHITECTURE["block_dropout"],
     batch_norm: bool = True,
 ):
-    """The classic MNIST CNN: [Conv-BN-ReLU]xN + max pool per block, dense, dropout, softmax.
+    """The classic MNIST CNN: [Conv-BN-ReLU]xN + max pool (+ dropout after the first)
+    per block, dense, dropout, softmax.
 
     Input is ``(28, 28, 1)`` in 0..255 (``Rescaling`` inside the model), output ten
     probabilities. The ``temperature`` layer divides the logits by a temperature (1 until
@@ -59,6 +62,8 @@ def build_model(
                 x = layers.BatchNormalization(momentum=0.9, name=f"bn{b}_{c}")(x)
             x = layers.Activation("relu", name=f"relu{b}_{c}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{b}")(x)
+        if block_dropout and b > 0:
+            x = layers.Dropout(block_dropout, name=f"drop{b}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
@@ -79,6 +84,10 @@ def architecture_of(model) -> dict[str, Any]:
         "blocks": [blocks[b] for b in sorted(blocks)],
         "dense": int(model.get_layer("dense").units),
         "dropout": float(model.get_layer("dropout").rate),
+        "block_dropout": max(
+            (float(x.rate) for x in model.layers if x.name[:4] == "drop" and x.name[4:].isdigit()),
+            default=0.0,
+        ),
     }
 
 

@@ -53,13 +53,18 @@ def _blots(rng: np.random.Generator) -> np.ndarray:
     return np.where(smooth > cut, 255, 0).astype(np.uint8)
 
 
-def non_digits(digits: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+KINDS = ("overlaid", "side_by_side", "scribble", "blots")
+
+
+def non_digits(
+    digits: np.ndarray, labels: np.ndarray, n: int, seed: int, kinds=KINDS
+) -> np.ndarray:
     """``n`` non-digit images ``(n, 28, 28)`` uint8, from ``digits`` (MNIST training
     images with their ``labels``) and from scratch; deterministic for ``seed``."""
     rng = np.random.default_rng(seed)
     out = np.zeros((n, 28, 28), np.uint8)
     for i in range(n):
-        kind = int(rng.integers(0, 4))
+        kind = KINDS.index(kinds[int(rng.integers(0, len(kinds)))])
         if kind < 2:
             a, b = rng.integers(0, len(digits), 2)
             while labels[b] == labels[a]:

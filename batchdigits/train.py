@@ -46,14 +46,14 @@ REVIEW_TARGET = 0.9995
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 28
     batch_size: int = 128
     seed: int = 1
     limit: int | None = None
     learning_rate: float = 2e-3
     augment: bool = True
     augment_fraction: float = 1.0  # share of the training digits varied each epoch
-    non_digit_share: float = 0.1  # generated non-digits added, per training digit
+    non_digit_share: float = 0.0  # generated non-digits added per training digit (outlier exposure)
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
 

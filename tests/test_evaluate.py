@@ -48,6 +48,14 @@ def test_both_layouts_agree_and_accuracy_is_right(labelled, tmp_path):
     assert metrics["images"] == 40
     assert metrics["accuracy"] == pytest.approx((df["prediction"] == df["label"]).mean())
     assert sum(map(sum, metrics["confusion_matrix"])) == 40
+    assert "trade-off" in result.stdout
+    at_threshold = [
+        r for r in metrics["review_tradeoff"] if r["threshold"] == metrics["review_threshold"]
+    ]
+    assert at_threshold[0]["coverage"] == pytest.approx(metrics["review_coverage"], abs=1e-6)
+    kept = df["confidence"] >= 0.9
+    at_09 = [r for r in metrics["review_tradeoff"] if r["threshold"] == 0.9][0]
+    assert at_09["coverage"] == pytest.approx(kept.mean(), abs=1e-6)
     for name in ("confusion_matrix.png", "reliability_diagram.png", "misclassified.png"):
         with Image.open(report / name) as image:
             image.load()

@@ -14,7 +14,7 @@ from batchdigits.model import (
 
 
 def test_fold_batch_norm_keeps_the_function():
-    model = build_model([[8], [16, 16]], dense=32, dropout=0.2)
+    model = build_model([[8], [16, 16]], dense=32, dropout=0.2, block_dropout=0.1)
     rng = np.random.default_rng(0)
     for layer in model.layers:  # non-trivial BN statistics and scales
         if layer.name.startswith("bn"):
@@ -37,6 +37,7 @@ def test_fold_batch_norm_keeps_the_function():
             "blocks": [[8], [16, 16]],
             "dense": 32,
             "dropout": 0.2,
+            "block_dropout": 0.1,
         }
     )
     assert temperature_of(folded) == temperature_of(model) == 1.7
