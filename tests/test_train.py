@@ -101,3 +101,28 @@ def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targe
     np.testing.assert_array_equal(targets[:5].argmax(1), mnist.y_test[:5])
     np.testing.assert_array_equal(targets[:5].max(1), 1.0)
     np.testing.assert_allclose(targets[5], np.full(10, 0.1))
+
+
+def test_training_data_order_and_augmentation_follow_the_seed(mnist):
+    from batchdigits.train import image_dataset
+
+    x, y = mnist.x_train[:64], mnist.y_train[:64]
+
+    def epochs(seed: int, n: int = 2) -> list[np.ndarray]:
+        ds = image_dataset(x, y, 32, shuffle_seed=seed, augment_data=True)
+        return [np.concatenate([b[0].numpy() for b in ds]) for _ in range(n)]
+
+    first, again, other = epochs(5), epochs(5), epochs(6)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)  # same seed: same order, same variations
+    assert not np.allclose(first[0], first[1])  # every epoch reshuffled and varied anew
+    assert not np.allclose(first[0], other[0])
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_for_a_seed(mnist):
+    config = TrainConfig(epochs=1, limit=600, batch_size=32, seed=3, probe_images=0)
+    a, _ = train_model(mnist, config)
+    b, _ = train_model(mnist, config)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
