@@ -70,29 +70,55 @@ SkipChecksumOption = Annotated[
 ]
 
 
-def _run(func: Callable[[], T]) -> T:
-    """Call ``func``; turn every error into a message on stderr and an exit code."""
+def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = None) -> T:
+    """Call ``func``; turn every error into a message on stderr and an exit code.
+    ``on_error(code, message)`` is told first (e.g. to write --summary-json)."""
+    _stop_on_sigterm()
+
+    def fail(code: ExitCode, message: str, shown: str | None = None) -> typer.Exit:
+        err.print(shown or f"[bold red]error:[/] {message}", highlight=False)
+        if on_error is not None:
+            on_error(int(code), message)
+        return typer.Exit(int(code))
+
     try:
         return func()
     except BatchDigitsError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        err.print("interrupted; nothing partial was written", highlight=False)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        raise fail(exc.exit_code, str(exc)) from None
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", ExitCode.INTERRUPTED)
+        what = "terminated (SIGTERM)" if code == ExitCode.TERMINATED else "interrupted"
+        message = f"{what}; the previous output is kept, nothing partial was written"
+        raise fail(code, message, message) from None
     except Exception as exc:  # the last resort: a bug, never a user error
-        err.print(
+        message = f"unexpected error: {type(exc).__name__}: {exc}"
+        shown = (
             f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}\n"
-            "This is a bug in batchdigits; please report it with the command you ran.",
-            highlight=False,
+            "This is a bug in batchdigits; please report it with the command you ran."
         )
-        raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
+        raise fail(ExitCode.UNEXPECTED, message, shown) from None
 
 
-def _reporter():
+def _stop_on_sigterm() -> None:
+    """SIGTERM (systemd, kill, timeout) stops a run like Ctrl-C, but exits 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        from .errors import Terminated
+
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _reporter(quiet: bool = False, every: float = 30.0):
     from .progress import make_reporter
 
-    return make_reporter(err)
+    return make_reporter(err, quiet, every)
 
 
 def _version(value: bool) -> None:
@@ -190,6 +216,44 @@ def predict(
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Add the columns p0 ... p9.")
     ] = False,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Reuse the rows of the existing output for files whose size and mtime are "
+            "unchanged (same model and settings); predict only new and changed files.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing output that is not a batchdigits CSV."),
+    ] = False,
+    wait_lock: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="If another run is writing the same output, wait up to this many seconds "
+            "(default: exit 75 at once).",
+        ),
+    ] = 0.0,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing when the run succeeds (exit 0): cron sends no mail.",
+        ),
+    ] = False,
+    log_every: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Without a terminal: at most one progress line per this many seconds."
+        ),
+    ] = 30.0,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(help="Write a JSON summary of the run here (atomically), for monitoring."),
+    ] = None,
 ) -> None:
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
     from .predict import predict_folder
@@ -203,6 +267,18 @@ def predict(
         err.print(f"{model} does not exist: training a new model there first", highlight=False)
         _run(lambda: train_model(model, data, verify=not skip_checksum, reporter=_reporter()))
 
+    def record_failure(code: int, message: str) -> None:
+        if summary_json is not None:
+            _write_summary(
+                summary_json,
+                {
+                    "exit_code": code,
+                    "error": message,
+                    "output": str(output),
+                    "input": str(input_dir),
+                },
+            )
+
     summary = _run(
         lambda: predict_folder(
             input_dir,
@@ -210,12 +286,21 @@ def predict(
             model,
             batch_size,
             recursive,
-            reporter=_reporter(),
+            reporter=_reporter(quiet, log_every),
             max_pixels=max_pixels,
             review_threshold=review_threshold,
             probabilities=probabilities,
-        )
+            incremental=incremental,
+            force=force,
+            wait_lock=wait_lock,
+        ),
+        record_failure,
     )
+    code = int(summary.exit_code)
+    if summary_json is not None:
+        _write_summary(summary_json, {"exit_code": code, **summary.as_dict()})
+    if quiet and code == 0:
+        raise typer.Exit(0)
     if summary.escaped_names:
         err.print(
             f"warning: {summary.escaped_names} file names are not valid UTF-8; the CSV "
@@ -224,8 +309,14 @@ def predict(
         )
     for folder in summary.unreadable_folders:
         err.print(f"warning: cannot list folder {folder!r} (skipped)", highlight=False)
+    reuse = ""
+    if incremental:
+        reuse = (
+            f" (incremental: {summary.reused} reused, {summary.new} new, {summary.changed} "
+            f"changed, {summary.retried} retried, {summary.removed} removed)"
+        )
     err.print(
-        f"{summary.found} image files: {summary.predicted} predicted, {summary.errors} "
+        f"{summary.found} image files{reuse}: {summary.predicted} predicted, {summary.errors} "
         f"errors, {summary.needs_review} need review (confidence below "
         f"{summary.review_threshold:.4f} or no prediction); {summary.skipped} other files skipped; "
         f"{summary.images_per_second:.0f} images/s; wrote {summary.output}",
@@ -319,6 +410,15 @@ def info(
 
     card = _run(lambda: read_card(model))
     sys.stdout.write(json.dumps(card, indent=2) + "\n")
+
+
+def _write_summary(path: Path, data: dict) -> None:
+    from .output import write_json_atomic
+
+    try:
+        write_json_atomic(path, data)
+    except BatchDigitsError as exc:
+        err.print(f"[bold red]error:[/] --summary-json: {exc}", highlight=False)
 
 
 def main() -> None:

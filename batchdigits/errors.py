@@ -19,7 +19,9 @@ class ExitCode(IntEnum):
     DATA_ERR = 65  # training data or model file present but invalid
     NO_INPUT = 66  # input folder, training data or model missing
     CANT_CREATE = 73  # the output cannot be written
+    LOCKED = 75  # another run holds the output's lock (EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  # Ctrl-C (SIGINT); the previous output is kept
+    TERMINATED = 143  # SIGTERM (128 + 15); the previous output is kept
 
 
 class BatchDigitsError(Exception):
@@ -68,3 +70,19 @@ class OutputError(BatchDigitsError):
     """The output file or its folder cannot be written."""
 
     exit_code = ExitCode.CANT_CREATE
+
+
+class ForeignOutputError(OutputError):
+    """The output exists but is not a CSV this tool wrote: never overwritten silently."""
+
+
+class LockedError(BatchDigitsError):
+    """Another run holds the lock of the same output."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop like Ctrl-C (the temporary output is dropped), exit 143."""
+
+    exit_code = ExitCode.TERMINATED

@@ -14,10 +14,60 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import ForeignOutputError, OutputError
 
 COLUMNS = ("path", "prediction", "confidence", "needs_review", "error")
 PROBABILITY_COLUMNS = tuple(f"p{d}" for d in range(10))
+
+
+def header(probabilities: bool = False, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return COLUMNS + (PROBABILITY_COLUMNS if probabilities else ()) + extra
+
+
+def read_header(output: str | os.PathLike) -> tuple[str, ...] | None:
+    """The first row of an existing output (``None`` when there is no file); a file
+    that is not a readable CSV gives ``("?",)``."""
+    try:
+        with open(output, encoding="utf-8", newline="") as f:
+            return tuple(next(csv.reader(f), ()))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ("?",)
+
+
+def check_overwrite(output: str | os.PathLike, allowed: tuple[tuple[str, ...], ...]) -> None:
+    """Refuse to replace an existing file that is not a CSV of this tool (its header is
+    none of ``allowed``): someone's other data is never overwritten silently."""
+    found = read_header(output)
+    if found is not None and found not in allowed and not Path(output).is_dir():
+        raise ForeignOutputError(
+            f"{output} exists and is not a batchdigits CSV (its first line is not one of "
+            "this tool's headers); not overwriting it. Choose another --output, or "
+            "pass --force to replace it"
+        )
+
+
+def temp_prefix(output: str | os.PathLike) -> str:
+    return f".{Path(output).name}."
+
+
+def remove_stale_temps(output: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that killed runs left beside ``output``. Call it only while
+    holding the output's lock: then no live run is writing one."""
+    out = Path(output)
+    removed = []
+    try:
+        candidates = list(out.parent.glob(temp_prefix(out) + "*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 def csv_path(path: str) -> str:
@@ -80,7 +130,7 @@ class AtomicCsvWriter:
         if not folder.is_dir():
             raise OutputError(f"cannot write {self.output}: folder {folder} does not exist")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=".tmp", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=".tmp", dir=folder)
         except OSError as exc:
             raise OutputError(
                 f"cannot write {self.output}: {exc.strerror or exc} in {folder}; "
@@ -90,7 +140,7 @@ class AtomicCsvWriter:
         os.chmod(fd, _publish_mode(self.output))  # mkstemp makes 0600; keep the usual mode
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(COLUMNS + (PROBABILITY_COLUMNS if probabilities else ()) + extra)
+        self._csv.writerow(header(probabilities, extra))
         self.rows_written = 0
 
     def write(self, rows: list[Row], extra: list[list[str]] | None = None) -> None:
@@ -99,6 +149,11 @@ class AtomicCsvWriter:
         if extra is not None:
             cells = (c + e for c, e in zip(cells, extra, strict=True))
         self._csv.writerows(cells)
+        self.rows_written += len(rows)
+
+    def write_cells(self, rows: list[list[str]]) -> None:
+        """Write rows already formatted (reused from a previous run's CSV)."""
+        self._csv.writerows(rows)
         self.rows_written += len(rows)
 
     def commit(self) -> None:
@@ -124,3 +179,20 @@ class AtomicCsvWriter:
             self.commit()
         else:
             self.abort()
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
+    import json
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _publish_mode(target))
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc

@@ -6,17 +6,20 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, UnreadableImage, read_with_pillow
-from .errors import BatchDigitsError, ExitCode
+from .errors import BatchDigitsError, ExitCode, OutputError
 from .files import Listing, find_images
+from .lock import output_lock
 from .model import load_model, read_card
-from .output import AtomicCsvWriter, Row, csv_path
+from .output import AtomicCsvWriter, Row, check_overwrite, csv_path, header, remove_stale_temps
 from .pipeline import image_batches, make_infer
 from .preprocess import normalize_found
 from .progress import NullReporter, Reporter
+from .state import file_stamp, load_previous, model_fingerprint, write_state
 
 DEFAULT_BATCH_SIZE = 256
 NO_DIGIT = "no digit found"
@@ -37,6 +40,13 @@ class PredictSummary:
     skipped: int = 0  # files that are not images, and hidden files
     needs_review: int = 0  # rows flagged for a human look (errors included)
     review_threshold: float = FALLBACK_REVIEW_THRESHOLD
+    model_fingerprint: str = ""
+    # --incremental: rows kept from the previous CSV, and why the others were predicted.
+    reused: int = 0
+    new: int = 0
+    changed: int = 0
+    retried: int = 0  # files that had an error row last time
+    removed: int = 0  # rows dropped: their files are gone
     escaped_names: int = 0  # file names not valid UTF-8, written with \xNN escapes
     unreadable_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the whole run
@@ -50,6 +60,16 @@ class PredictSummary:
     def exit_code(self) -> ExitCode:
         return ExitCode.PARTIAL if self.errors else ExitCode.OK
 
+    def as_dict(self) -> dict:
+        """For ``--summary-json``: every count, the timings and the model."""
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out["images_per_second"] = round(self.images_per_second, 1)
+        out["seconds"] = round(self.seconds, 3)
+        out["stream_seconds"] = round(self.stream_seconds, 3)
+        return out
+
 
 def predict_folder(
     input_dir: str | os.PathLike,
@@ -61,44 +81,132 @@ def predict_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     review_threshold: float | None = None,
     probabilities: bool = False,
+    incremental: bool = False,
+    force: bool = False,
+    wait_lock: float = 0.0,
 ) -> PredictSummary:
     """Predict every image file under ``input_dir`` and write the CSV to ``output``.
 
-    The CSV appears only when complete (the previous one stays until then). Files that
-    cannot be read get a row with an ``error`` and never stop the run. A row needs review
-    when its confidence is below ``review_threshold`` (default: the model card's) or it
-    has no prediction. ``probabilities`` adds the columns p0-p9.
+    One run at a time per output (a lock, waited for up to ``wait_lock`` seconds). The
+    CSV appears only when complete (the previous one stays until then); an existing
+    file that is not this tool's CSV is kept unless ``force``. Files that cannot be read
+    get a row with an ``error`` and never stop the run. A row needs review when its
+    confidence is below ``review_threshold`` (default: the model card's) or it has no
+    prediction. ``probabilities`` adds the columns p0-p9. ``incremental`` reuses the
+    previous run's rows of unchanged files (see :mod:`batchdigits.state`).
     """
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
-    with AtomicCsvWriter(output, probabilities) as writer:  # checks the output first: cheap
-        listing = find_images(input_dir, recursive, exclude=frozenset({os.fspath(output)}))
-        keras_model = load_model(model)
-        threshold = resolve_review_threshold(model, review_threshold)
-        summary = PredictSummary(
-            input_dir=os.fspath(input_dir),
-            output=os.fspath(output),
-            model=os.fspath(model) if model is not None else "(shipped model)",
-            found=len(listing.paths),
-            skipped=listing.skipped,
-            review_threshold=threshold,
-            escaped_names=sum(csv_path(p) != p for p in listing.paths),
-            unreadable_folders=listing.unreadable_folders,
-        )
-        t_stream = time.perf_counter()
-        reporter.start("predicting", summary.found)
-        try:
-            for rows in predict_rows(listing, keras_model, batch_size, max_pixels, threshold):
-                writer.write(rows)
-                summary.errors += sum(1 for r in rows if r.error)
-                summary.needs_review += sum(1 for r in rows if r.needs_review)
-                reporter.advance(len(rows))
-        finally:
-            reporter.stop()
-        summary.stream_seconds = time.perf_counter() - t_stream
+    check_output_path(output)
+    with output_lock(output, wait_lock):
+        remove_stale_temps(output)
+        if not force:
+            check_overwrite(output, (header(False), header(True)))
+        with AtomicCsvWriter(output, probabilities) as writer:
+            listing = find_images(input_dir, recursive, exclude=frozenset({os.fspath(output)}))
+            keras_model = load_model(model)
+            threshold = resolve_review_threshold(model, review_threshold)
+            summary = PredictSummary(
+                input_dir=os.fspath(input_dir),
+                output=os.fspath(output),
+                model=os.fspath(model) if model is not None else "(shipped model)",
+                model_fingerprint=model_fingerprint(model),
+                found=len(listing.paths),
+                skipped=listing.skipped,
+                review_threshold=threshold,
+                escaped_names=sum(csv_path(p) != p for p in listing.paths),
+                unreadable_folders=listing.unreadable_folders,
+            )
+            settings = {
+                "model": summary.model_fingerprint,
+                "review_threshold": threshold,
+                "probabilities": probabilities,
+            }
+            t_stream = time.perf_counter()
+            reporter.start("predicting", summary.found)
+            try:
+                if incremental:
+                    stamps = _incremental(
+                        listing,
+                        output,
+                        settings,
+                        writer,
+                        summary,
+                        reporter,
+                        lambda sub: predict_rows(
+                            sub, keras_model, batch_size, max_pixels, threshold
+                        ),
+                    )
+                else:
+                    rows_of = predict_rows(listing, keras_model, batch_size, max_pixels, threshold)
+                    for rows in rows_of:
+                        writer.write(rows)
+                        _count(summary, rows)
+                        reporter.advance(len(rows))
+            finally:
+                reporter.stop()
+            summary.stream_seconds = time.perf_counter() - t_stream
+        if incremental:
+            write_state(output, settings, stamps)
     summary.predicted = summary.found - summary.errors
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def check_output_path(output: str | os.PathLike) -> None:
+    out = Path(output)
+    if out.is_dir():
+        raise OutputError(f"output {out} is a folder; give a file name such as x.csv")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+
+
+def _count(summary: PredictSummary, rows: list[Row]) -> None:
+    summary.errors += sum(1 for r in rows if r.error)
+    summary.needs_review += sum(1 for r in rows if r.needs_review)
+
+
+def _incremental(listing, output, settings, writer, summary, reporter, predict) -> list:
+    """Write the rows of unchanged files from the previous CSV and predict the rest,
+    in listing order (so the CSV equals a full run's). Returns the sidecar's stamps."""
+    previous = load_previous(output, settings).rows
+    stamps, todo = [], []
+    reuse: dict[str, list[str]] = {}
+    for rel in listing.paths:
+        key = csv_path(rel)
+        stamp = file_stamp(listing.full_path(rel))
+        stamps.append((key, *(stamp or (-1, -1))))
+        old = previous.get(key)
+        if old is None:
+            summary.new += 1
+        elif old[0][4]:  # an error row last time: try again
+            summary.retried += 1
+        elif stamp is not None and (old[1], old[2]) == stamp:
+            reuse[key] = old[0]
+            continue
+        else:
+            summary.changed += 1
+        todo.append(rel)
+    summary.reused = len(reuse)
+    summary.removed = len(previous.keys() - {s[0] for s in stamps})
+    fresh = (row for rows in predict(Listing(listing.root, todo)) for row in rows)
+    pending: list = []
+    for rel in listing.paths:
+        cells = reuse.get(csv_path(rel))
+        if cells is None:
+            row = next(fresh)
+            _count(summary, [row])
+            cells = row.cells(settings["probabilities"])
+        elif cells[3] == "true":
+            summary.needs_review += 1
+        pending.append(cells)
+        if len(pending) >= 1024:
+            writer.write_cells(pending)
+            reporter.advance(len(pending))
+            pending = []
+    writer.write_cells(pending)
+    reporter.advance(len(pending))
+    return stamps
 
 
 def resolve_review_threshold(model: str | os.PathLike | None, given: float | None) -> float:

@@ -70,8 +70,8 @@ class PlainReporter:
 class RichReporter(PlainReporter):
     """A rich progress bar (count, rate, ETA) for interactive terminals."""
 
-    def __init__(self, console) -> None:
-        super().__init__(console)
+    def __init__(self, console, every: float = 30.0) -> None:
+        super().__init__(console, every)
         self._progress = None
         self._task = None
 
@@ -114,10 +114,11 @@ class RichReporter(PlainReporter):
             self._progress = None
 
 
-def make_reporter(console, quiet: bool = False) -> Reporter:
-    """The right reporter for ``console``: rich on a terminal, plain lines otherwise."""
+def make_reporter(console, quiet: bool = False, every: float = 30.0) -> Reporter:
+    """The right reporter for ``console``: rich on a terminal, plain lines (at most one
+    per ``every`` seconds) otherwise, nothing when ``quiet``."""
     if quiet:
         return NullReporter()
     if console.is_terminal:
-        return RichReporter(console)
-    return PlainReporter(console)
+        return RichReporter(console, every)
+    return PlainReporter(console, every)

@@ -105,7 +105,8 @@ def test_missing_input_and_unwritable_output(tmp_path, tiny_model, digit_folder)
 def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch, tiny_model):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
-    out.write_text("previous complete csv\n")
+    previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
+    out.write_text(previous)
 
     import batchdigits.predict as predict_module
 
@@ -116,7 +117,7 @@ def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch
     monkeypatch.setattr(predict_module, "predict_rows", boom)
     with pytest.raises(RuntimeError):
         predict_folder(root, out, model=tiny_model)
-    assert out.read_text() == "previous complete csv\n"
+    assert out.read_text() == previous
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -126,7 +127,7 @@ def test_output_inside_input_is_not_read(tmp_path, tiny_model, mnist):
     root = tmp_path / "d"
     save_digit(root / "a.png", mnist.x_test[0])
     save_digit(root / "out.png", mnist.x_test[1])  # an output named like an image
-    predict_folder(root, root / "out.png", model=tiny_model)
+    predict_folder(root, root / "out.png", model=tiny_model, force=True)  # over an image
     assert list(read_csv(root / "out.png")["path"]) == ["a.png"]
 
 

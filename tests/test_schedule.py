@@ -1,0 +1,283 @@
+"""Safe to schedule: the lock, incremental runs, foreign outputs, quiet and cron-friendly
+output, the JSON summary, signals, and the jobs/ wrapper under a bare environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchdigits.cli import app
+from batchdigits.lock import output_lock
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+EXE = shutil.which("batchdigits") or str(Path(sys.executable).with_name("batchdigits"))
+
+
+def predict(*args: str):
+    return runner.invoke(app, ["predict", *args])
+
+
+def test_second_run_on_the_same_output_exits_75_naming_the_first(
+    digit_folder, tmp_path, tiny_model
+):
+    root, _ = digit_folder
+    out = tmp_path / "out.csv"
+    summary = tmp_path / "s.json"
+    with output_lock(out):
+        result = predict(
+            str(root), "-o", str(out), "--model", str(tiny_model), "--summary-json", str(summary)
+        )
+    assert result.exit_code == 75, result.output
+    assert f"pid {os.getpid()}" in result.stderr and "started" in result.stderr
+    assert not out.exists()  # no work was done
+    assert json.loads(summary.read_text())["exit_code"] == 75
+
+
+def test_wait_lock_waits_for_the_other_run(digit_folder, tmp_path, tiny_model):
+    root, _ = digit_folder
+    out = tmp_path / "out.csv"
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with output_lock(out):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    threading.Timer(1.0, release.set).start()
+    t0 = time.monotonic()
+    result = predict(str(root), "-o", str(out), "--model", str(tiny_model), "--wait-lock", "20")
+    holder.join()
+    assert result.exit_code == 3, result.output  # broken.png: CSV complete, one error
+    assert time.monotonic() - t0 >= 0.9 and out.is_file()
+    # Waiting too short still ends in 75.
+    with output_lock(out):
+        result = predict(
+            str(root), "-o", str(out), "--model", str(tiny_model), "--wait-lock", "0.5"
+        )
+    assert result.exit_code == 75 and "after waiting 0.5 s" in result.stderr
+
+
+def test_foreign_output_is_not_overwritten_without_force(digit_folder, tmp_path, tiny_model):
+    root, _ = digit_folder
+    out = tmp_path / "notes.csv"
+    out.write_text("name,phone\nAda,123\n")
+    result = predict(str(root), "-o", str(out), "--model", str(tiny_model))
+    assert result.exit_code == 73 and "--force" in result.stderr
+    assert out.read_text() == "name,phone\nAda,123\n"
+    result = predict(str(root), "-o", str(out), "--model", str(tiny_model), "--force")
+    assert result.exit_code == 3
+    assert out.read_text().startswith("path,prediction,confidence,needs_review,error\n")
+
+
+def _summary(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_incremental_runs_equal_full_runs_and_count_what_they_did(
+    digit_folder, tmp_path, tiny_model, mnist
+):
+    from conftest import save_digit
+
+    root, _ = digit_folder
+    out, full, s = tmp_path / "inc.csv", tmp_path / "full.csv", tmp_path / "s.json"
+    args = ["-o", str(out), "--model", str(tiny_model), "--incremental", "--summary-json", str(s)]
+    assert predict(str(root), *args).exit_code == 3
+    first = _summary(s)
+    assert (first["new"], first["reused"], first["found"]) == (17, 0, 17)
+    assert Path(str(out) + ".state").is_file()
+
+    # Nothing changed: everything reused but the broken file, which is tried again.
+    assert predict(str(root), *args).exit_code == 3
+    again = _summary(s)
+    assert (again["reused"], again["retried"], again["new"], again["changed"]) == (16, 1, 0, 0)
+
+    # One new, one changed (other digit, newer mtime), one removed, the broken one fixed.
+    save_digit(root / "png" / "new.png", mnist.x_test[40])
+    changed = root / "png" / "digit_00.png"
+    save_digit(changed, mnist.x_test[41])
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    (root / "digit_11.PNG").unlink()
+    save_digit(root / "broken.png", mnist.x_test[42])
+    result = predict(str(root), *args)
+    assert result.exit_code == 0, result.output
+    third = _summary(s)
+    assert (third["new"], third["changed"], third["removed"], third["retried"]) == (1, 1, 1, 1)
+    assert third["reused"] == 17 - 1 - 1 - 1
+    assert "reused" in result.stderr
+
+    assert predict(str(root), "-o", str(full), "--model", str(tiny_model)).exit_code == 0
+    assert out.read_bytes() == full.read_bytes()  # identical to a full run
+
+    # Another model (or threshold) invalidates every row.
+    result = predict(str(root), *args, "--review-threshold", "0.5")
+    assert result.exit_code == 0 and _summary(s)["reused"] == 0
+
+
+def test_incremental_ignores_a_state_that_does_not_match_the_csv(
+    digit_folder, tmp_path, tiny_model
+):
+    root, _ = digit_folder
+    out, s = tmp_path / "inc.csv", tmp_path / "s.json"
+    args = ["-o", str(out), "--model", str(tiny_model), "--incremental", "--summary-json", str(s)]
+    predict(str(root), *args)
+    # A full run replaced the CSV afterwards (its rows may differ): the state is stale.
+    predict(str(root), "-o", str(out), "--model", str(tiny_model), "--review-threshold", "0.1")
+    predict(str(root), *args)
+    assert _summary(s)["reused"] == 0 and _summary(s)["new"] == 17
+
+
+def test_quiet_prints_nothing_on_success_but_speaks_on_partial(tmp_path, tiny_model, mnist):
+    from conftest import save_digit
+
+    root = tmp_path / "ok"
+    for i in range(3):
+        save_digit(root / f"{i}.png", mnist.x_test[i])
+    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--model", str(tiny_model), "-q")
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
+    (root / "bad.png").write_bytes(b"not a png")
+    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--model", str(tiny_model), "-q")
+    assert result.exit_code == 3 and "1 errors" in result.stderr
+
+
+def test_summary_json_and_plain_logs_without_a_terminal(digit_folder, tmp_path, tiny_model):
+    root, _ = digit_folder
+    s = tmp_path / "s.json"
+    result = predict(
+        str(root),
+        "-o",
+        str(tmp_path / "o.csv"),
+        "--model",
+        str(tiny_model),
+        "--summary-json",
+        str(s),
+        "--log-every",
+        "1",
+    )
+    assert result.exit_code == 3
+    data = _summary(s)
+    assert data["exit_code"] == 3 and data["found"] == 17 and data["errors"] == 1
+    assert data["output"] == str(tmp_path / "o.csv") and data["seconds"] > 0
+    assert data["model_fingerprint"].startswith("sha256:") and data["images_per_second"] > 0
+    assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3
+
+
+def _slow_run(root: Path, out: Path, model: Path) -> subprocess.Popen:
+    """predict as a real process, slowed down (one image per model call) so it can be
+    caught while writing."""
+    return subprocess.Popen(
+        [EXE, "predict", str(root), "-o", str(out), "--model", str(model), "--batch-size", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_temp(folder: Path, name: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(folder.glob(f".{name}.*.tmp")):
+            time.sleep(0.5)  # well inside the stream
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no temporary file appeared (exit {proc.poll()})")
+
+
+@pytest.fixture
+def many_digits(tmp_path, mnist):
+    from conftest import save_digit
+
+    root = tmp_path / "many"
+    for i in range(3000):
+        save_digit(root / f"{i:04d}.png", mnist.x_test[i])
+    return root
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_keep_the_previous_csv(many_digits, tmp_path, tiny_model, sig, code):
+    out = tmp_path / "out.csv"
+    previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
+    out.write_text(previous)
+    proc = _slow_run(many_digits, out, tiny_model)
+    _wait_for_temp(tmp_path, "out.csv", proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "previous output is kept" in stderr and "Traceback" not in stderr
+    assert out.read_text() == previous
+    assert not list(tmp_path.glob(".out.csv.*.tmp"))
+
+
+def test_sigkill_keeps_the_previous_csv_and_the_next_run_cleans_up(
+    many_digits, tmp_path, tiny_model
+):
+    out = tmp_path / "out.csv"
+    previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
+    out.write_text(previous)
+    proc = _slow_run(many_digits, out, tiny_model)
+    _wait_for_temp(tmp_path, "out.csv", proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert out.read_text() == previous
+    assert list(tmp_path.glob(".out.csv.*.tmp"))  # left behind by the killed run
+    # The killed run's lock died with it; the next run works and removes the leftovers.
+    small = tmp_path / "small"
+    shutil.copytree(many_digits, small, ignore=lambda d, names: names[20:])
+    result = predict(str(small), "-o", str(out), "--model", str(tiny_model))
+    assert result.exit_code == 0, result.output
+    assert not list(tmp_path.glob(".out.csv.*.tmp"))
+    assert len(out.read_text().splitlines()) == 21
+
+
+def test_cron_wrapper_runs_under_an_empty_environment(tmp_path, tiny_model, mnist):
+    from conftest import save_digit
+
+    root = tmp_path / "scans"
+    for i in range(4):
+        save_digit(root / f"{i}.png", mnist.x_test[i])
+    out = tmp_path / "results" / "p.csv"
+    out.parent.mkdir()
+    wrapper = REPO / "jobs" / "batchdigits-cron.sh"
+    cmd = [
+        "env",
+        "-i",
+        f"BATCHDIGITS={EXE}",
+        "/bin/sh",
+        str(wrapper),
+        str(root),
+        str(out),
+        "--model",
+        str(tiny_model),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""  # quiet: cron sends no mail
+    assert len(out.read_text().splitlines()) == 5
+    summary = json.loads(Path(str(out) + ".summary.json").read_text())
+    assert summary["exit_code"] == 0 and summary["new"] == 4
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0
+    assert json.loads(Path(str(out) + ".summary.json").read_text())["reused"] == 4
+    usage = subprocess.run(["env", "-i", "/bin/sh", str(wrapper)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_job_scripts_pass_shellcheck():  # shellcheck comes with the test extra
+    scripts = [REPO / "jobs" / "batchdigits-cron.sh", REPO / ".ci" / "run"]
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).with_name("shellcheck"))
+    done = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
