@@ -281,3 +281,19 @@ def test_job_scripts_pass_shellcheck():  # shellcheck comes with the test extra
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).with_name("shellcheck"))
     done = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_unexpected_errors_exit_1_without_a_traceback(digit_folder, tmp_path, monkeypatch):
+    import batchdigits.predict as predict_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(predict_module, "predict_folder", boom)
+    root, _ = digit_folder
+    s = tmp_path / "s.json"
+    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--summary-json", str(s))
+    assert result.exit_code == 1
+    assert "disk on fire" in result.stderr and "bug" in result.stderr
+    assert "Traceback" not in result.output
+    assert _summary(s)["exit_code"] == 1 and "disk on fire" in _summary(s)["error"]
