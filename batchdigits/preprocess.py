@@ -116,7 +116,12 @@ def _resample(x, h, w, size: int):
     t = tf()
     H = t.cast(t.shape(x)[1] - 1, t.float32)
     W = t.cast(t.shape(x)[2] - 1, t.float32)
-    hf, wf = t.cast(h - 1, t.float32), t.cast(w - 1, t.float32)
+    # The last sample sits a thousandth of a pixel inside the last row and column: at
+    # exactly h - 1, float rounding can put it past the tensor's edge, where
+    # crop_and_resize returns 0 instead of the pixel, so a result would depend on whether
+    # the image is the largest in its padded batch.
+    hf = t.maximum(t.cast(h - 1, t.float32) - 1e-3, 0.0)
+    wf = t.maximum(t.cast(w - 1, t.float32) - 1e-3, 0.0)
     boxes = t.stack(
         [t.zeros_like(hf), t.zeros_like(wf), hf / t.maximum(H, 1.0), wf / t.maximum(W, 1.0)], 1
     )

@@ -1,0 +1,183 @@
+"""Prediction throughput side by side, in one run (a script, not a test):
+
+    python tests/benchmarks/bench_predict.py [--files N] [--kind mnist|scan] [--repeats 3]
+
+Generates its input folder (28x28 PNGs from the MNIST test images, or scan-like JPEGs of
+about 200x200), then measures, several repetitions each, median reported:
+
+1. ``batchdigits predict`` end to end (folder -> CSV), as a subprocess and in-process;
+2. the idiomatic Keras baseline: ``keras.utils.image_dataset_from_directory(...,
+   shuffle=False)`` + ``model.predict`` + a pandas CSV, with the seed design's
+   architecture (weights do not matter for speed);
+3. the naive per-image loop (``Image.open`` + ``model.predict``) on a sample of files;
+4. the input limit: tf.data listing + reading + decoding alone, in parallel;
+5. the compute limit: the shipped model on an in-memory batch;
+6. the combined limit ``1 / (1/input + 1/compute)`` (both share the same cores).
+
+Prints images/s for each, the ratios, peak RSS of the predict subprocess, and the cores.
+MNIST comes from ``--data``, ``$BATCHDIGITS_MNIST`` or ``../shared/mnist``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from batchdigits._lazy import keras, tf
+from batchdigits.data import load_mnist
+from batchdigits.model import build_model, load_model
+from batchdigits.pipeline import compute_images_per_second
+from batchdigits.predict import predict_folder
+
+SEED_ARCHITECTURE = {"blocks": [[32, 32], [64, 64]], "dense": 128, "dropout": 0.5}
+EXE = str(Path(sys.executable).with_name("batchdigits"))
+
+
+def make_folder(folder: Path, n: int, kind: str, mnist) -> None:
+    from batchdigits.probes import scan_like
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        digit = mnist.x_test[i % len(mnist.x_test)]
+        if kind == "mnist":
+            Image.fromarray(digit).save(folder / f"{i:06d}.png")
+        else:
+            image = scan_like(digit, rng).resize((200, 200), Image.BILINEAR)
+            image.save(folder / f"{i:06d}.jpg", quality=85)
+
+
+def median_time(func, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_subprocess(folder: Path, out: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of ``batchdigits predict`` as its own process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([EXE, "predict", str(folder), "-o", str(out), "-q"])
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"predict failed with exit {proc.returncode}")
+    return seconds, usage.ru_maxrss
+
+
+def keras_idiom(folder: Path, out: Path, model) -> None:
+    import pandas as pd
+
+    k = keras()
+    ds = k.utils.image_dataset_from_directory(
+        folder,
+        labels=None,
+        color_mode="grayscale",
+        image_size=(28, 28),
+        batch_size=256,
+        shuffle=False,
+        verbose=False,
+    )
+    probs = model.predict(ds, verbose=0)
+    pd.DataFrame(
+        {
+            "path": [os.path.basename(p) for p in ds.file_paths],
+            "prediction": probs.argmax(1),
+            "confidence": probs.max(1),
+        }
+    ).to_csv(out, index=False)
+
+
+def naive_loop(files: list[Path], out: Path, model) -> None:
+    with open(out, "w") as f:
+        f.write("path,prediction,confidence\n")
+        for p in files:
+            x = np.asarray(Image.open(p).convert("L").resize((28, 28)), dtype="float32")
+            probs = model.predict(x[None, ..., None], verbose=0)[0]
+            f.write(f"{p.name},{probs.argmax()},{probs.max():.6f}\n")
+
+
+def input_limit(folder: Path) -> None:
+    t = tf()
+    pattern = str(folder / "*")
+    ds = t.data.Dataset.list_files(pattern, shuffle=False)
+    ds = ds.map(
+        lambda p: t.io.decode_image(t.io.read_file(p), channels=1, expand_animations=False),
+        num_parallel_calls=t.data.AUTOTUNE,
+    )
+    for _ in ds.ignore_errors().prefetch(t.data.AUTOTUNE):
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=20000)
+    parser.add_argument("--kind", choices=("mnist", "scan"), default="mnist")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-files", type=int, default=200)
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--skip-baselines", action="store_true")
+    args = parser.parse_args()
+    data = args.data or os.environ.get("BATCHDIGITS_MNIST") or "../shared/mnist"
+    mnist = load_mnist(data)
+    n = args.files
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        make_folder(folder, n, args.kind, mnist)
+        out = Path(tmp) / "out.csv"
+        results: dict[str, float] = {}
+
+        runs = [run_subprocess(folder, out) for _ in range(args.repeats)]
+        results["predict, subprocess"] = n / statistics.median(r[0] for r in runs)
+        rss = statistics.median(r[1] for r in runs)
+        results["predict, in-process"] = n / median_time(
+            lambda: predict_folder(folder, out), args.repeats
+        )
+        if not args.skip_baselines:
+            seed = build_model(**SEED_ARCHITECTURE, batch_norm=False)
+            results["Keras idiom (seed architecture)"] = n / median_time(
+                lambda: keras_idiom(folder, Path(tmp) / "keras.csv", seed), args.repeats
+            )
+            sample = sorted(folder.iterdir())[: args.naive_files]
+            results["naive per-image loop (seed arch.)"] = len(sample) / median_time(
+                lambda: naive_loop(sample, Path(tmp) / "naive.csv", seed), 1
+            )
+        results["input limit (list+read+decode)"] = n / median_time(
+            lambda: input_limit(folder), args.repeats
+        )
+        results["compute limit (shipped model)"] = compute_images_per_second(load_model())
+        inp, comp = (
+            results["input limit (list+read+decode)"],
+            results["compute limit (shipped model)"],
+        )
+        results["combined limit"] = 1 / (1 / inp + 1 / comp)
+
+    print(f"{n} {args.kind} files, {os.cpu_count()} cores, median of {args.repeats}")
+    for name, rate in results.items():
+        print(f"  {name:38s} {rate:>10,.0f} images/s")
+    ours = results["predict, subprocess"]
+    for name in (
+        "Keras idiom (seed architecture)",
+        "naive per-image loop (seed arch.)",
+        "input limit (list+read+decode)",
+        "combined limit",
+    ):
+        if name in results:
+            print(f"  ours (subprocess) / {name:38s} {ours / results[name]:6.2f}x")
+    print(f"  peak RSS of predict (subprocess): {rss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
