@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .errors import ForeignOutputError, OutputError
 
@@ -46,6 +48,15 @@ def check_overwrite(output: str | os.PathLike, allowed: tuple[tuple[str, ...], .
             "this tool's headers); not overwriting it. Choose another --output, or "
             "pass --force to replace it"
         )
+
+
+def check_output_path(output: str | os.PathLike) -> None:
+    """The output must be a file name in an existing folder."""
+    out = Path(output)
+    if out.is_dir():
+        raise OutputError(f"output {out} is a folder; give a file name such as x.csv")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
 
 
 def temp_prefix(output: str | os.PathLike) -> str:
@@ -125,10 +136,7 @@ class AtomicCsvWriter:
         self.output = Path(output)
         self.with_probabilities = probabilities
         folder = self.output.parent
-        if self.output.is_dir():
-            raise OutputError(f"output {self.output} is a folder; give a file name such as x.csv")
-        if not folder.is_dir():
-            raise OutputError(f"cannot write {self.output}: folder {folder} does not exist")
+        check_output_path(self.output)
         try:
             fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=".tmp", dir=folder)
         except OSError as exc:
@@ -181,18 +189,33 @@ class AtomicCsvWriter:
             self.abort()
 
 
-def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    import json
-
+@contextmanager
+def atomic_text(path: str | os.PathLike) -> Iterator[TextIO]:
+    """A text file that appears at ``path`` only when the ``with`` block completes:
+    written to a temporary file beside it, fsynced, given the usual mode and renamed
+    over ``path``; dropped if the block fails."""
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _publish_mode(target))
         os.replace(tmp, target)
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (:func:`atomic_text`)."""
+    import json
+
+    with atomic_text(path) as f:
+        f.write(json.dumps(data, indent=2) + "\n")

@@ -20,7 +20,7 @@ def normalized_batches(ds, to_image, batch_size: int, skip_failures: bool = Fals
 
     Per element, in parallel: ``to_image(source)`` (decode, augment, ...), then gray and
     shrink (``prepare``); per padded batch: the rest of the normalisation, vectorised
-    (``normalize_batch``). The one batching path of prediction and training. With
+    (``normalize_batch``, which training calls directly on its equal-size batches). With
     ``skip_failures``, an element whose ``to_image`` fails is dropped: the caller sees the
     gap in its keys."""
     t = tf()

@@ -6,16 +6,23 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, UnreadableImage, read_with_pillow
-from .errors import BatchDigitsError, ExitCode, OutputError
+from .errors import BatchDigitsError, ExitCode
 from .files import Listing, find_images
 from .lock import output_lock
 from .model import load_model, read_card
-from .output import AtomicCsvWriter, Row, check_overwrite, csv_path, header, remove_stale_temps
+from .output import (
+    AtomicCsvWriter,
+    Row,
+    check_output_path,
+    check_overwrite,
+    csv_path,
+    header,
+    remove_stale_temps,
+)
 from .pipeline import image_batches, make_infer
 from .preprocess import normalize_found
 from .progress import NullReporter, Reporter
@@ -151,14 +158,6 @@ def predict_folder(
     summary.predicted = summary.found - summary.errors
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def check_output_path(output: str | os.PathLike) -> None:
-    out = Path(output)
-    if out.is_dir():
-        raise OutputError(f"output {out} is a folder; give a file name such as x.csv")
-    if not out.parent.is_dir():
-        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
 
 
 def _count(summary: PredictSummary, rows: list[Row]) -> None:

@@ -16,12 +16,11 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .model import default_model_path
-from .output import header
+from .output import atomic_text, header
 
 FORMAT = "batchdigits-state/1"
 
@@ -93,14 +92,6 @@ def write_state(output: str | os.PathLike, settings: dict, stamps) -> None:
     ``stamps``: ``(csv path, size, mtime_ns)`` for each row."""
     sidecar = state_path(output)
     meta = {"format": FORMAT, "settings": settings, "csv": list(file_stamp(os.fspath(output)))}
-    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", suffix=".tmp", dir=sidecar.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(json.dumps(meta) + "\n")
-            csv.writer(f, lineterminator="\n").writerows(stamps)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, sidecar)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text(sidecar) as f:
+        f.write(json.dumps(meta) + "\n")
+        csv.writer(f, lineterminator="\n").writerows(stamps)
