@@ -237,7 +237,12 @@ def predict_rows(
 
     next_index = 0
     for indices, images, found in image_batches(full, batch_size, max_pixels):
-        probs = infer(images).numpy()
+        # Every model call gets the full batch shape: the kernels (and so the last bits
+        # of the probabilities) can differ with the batch size, and a file's row must not
+        # depend on how many files happen to share its batch (--incremental equals a full
+        # run byte for byte).
+        n = len(indices)
+        probs = infer(_pad_batch(images, batch_size)).numpy()[:n]
         rows: list[Row] = []
         batch = zip(indices.numpy().tolist(), probs, found.numpy().tolist(), strict=True)
         for index, p, has_ink in batch:
@@ -247,6 +252,15 @@ def predict_rows(
         yield rows
     if next_index < len(full):
         yield fallback(next_index, len(full))
+
+
+def _pad_batch(images, batch_size: int):
+    from ._lazy import tf
+
+    missing = batch_size - int(images.shape[0])
+    if missing <= 0:
+        return images
+    return tf().pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]])
 
 
 def _row(rel: str, probabilities: np.ndarray, has_ink: bool, threshold: float) -> Row:

@@ -122,7 +122,19 @@ def test_incremental_runs_equal_full_runs_and_count_what_they_did(
     assert predict(str(root), "-o", str(full), "--model", str(tiny_model)).exit_code == 0
     assert out.read_bytes() == full.read_bytes()  # identical to a full run
 
-    # Another model (or threshold) invalidates every row.
+    # Same size, new mtime: predicted again (and still equal to a full run).
+    touched = root / "png" / "digit_01.png"
+    size = touched.stat().st_size
+    os.utime(touched, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    assert predict(str(root), *args).exit_code == 0
+    assert touched.stat().st_size == size
+    assert (_summary(s)["changed"], _summary(s)["reused"]) == (1, 16)
+    assert out.read_bytes() == full.read_bytes()
+
+    # A different model reprocesses everything; so does another review threshold.
+    other = ["-o", str(out), "--incremental", "--summary-json", str(s)]  # the shipped model
+    assert predict(str(root), *other).exit_code == 0
+    assert _summary(s)["reused"] == 0 and _summary(s)["predicted"] == 17
     result = predict(str(root), *args, "--review-threshold", "0.5")
     assert result.exit_code == 0 and _summary(s)["reused"] == 0
 
@@ -243,7 +255,15 @@ def test_sigkill_keeps_the_previous_csv_and_the_next_run_cleans_up(
     assert len(out.read_text().splitlines()) == 21
 
 
-def test_cron_wrapper_runs_under_an_empty_environment(tmp_path, tiny_model, mnist):
+def _cron_env(**extra: str) -> list[str]:
+    """cron's environment: ``env -i`` with only a minimal PATH (and ``extra``)."""
+    return ["env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in extra.items())]
+
+
+def test_wrapper_runs_under_crons_environment(tmp_path, tiny_model, mnist):
+    """No HOME, then an unusable HOME; working directory /; settings from arguments,
+    then from a config file. CSV, summary and dated summary copies appear; nothing is
+    printed on success; Keras writes nothing into HOME."""
     from conftest import save_digit
 
     root = tmp_path / "scans"
@@ -251,33 +271,95 @@ def test_cron_wrapper_runs_under_an_empty_environment(tmp_path, tiny_model, mnis
         save_digit(root / f"{i}.png", mnist.x_test[i])
     out = tmp_path / "results" / "p.csv"
     out.parent.mkdir()
-    wrapper = REPO / "jobs" / "batchdigits-cron.sh"
-    cmd = [
-        "env",
-        "-i",
-        f"BATCHDIGITS={EXE}",
-        "/bin/sh",
-        str(wrapper),
-        str(root),
-        str(out),
-        "--model",
-        str(tiny_model),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    wrapper = str(REPO / "jobs" / "run-predict.sh")
+    venv = sys.prefix
+    model = ["--model", str(tiny_model)]
+    run = dict(capture_output=True, text=True, timeout=300, cwd="/")
+
+    done = subprocess.run(
+        [*_cron_env(BATCHDIGITS_VENV=venv), "/bin/sh", wrapper, str(root), str(out), *model],
+        **run,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == ""  # quiet: cron sends no mail
     assert len(out.read_text().splitlines()) == 5
-    summary = json.loads(Path(str(out) + ".summary.json").read_text())
-    assert summary["exit_code"] == 0 and summary["new"] == 4
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0
-    assert json.loads(Path(str(out) + ".summary.json").read_text())["reused"] == 4
-    usage = subprocess.run(["env", "-i", "/bin/sh", str(wrapper)], capture_output=True, text=True)
+    summaries = out.parent / "summaries"
+    latest = json.loads((summaries / "latest.json").read_text())
+    assert latest["exit_code"] == 0 and latest["new"] == 4
+    assert len(list(summaries.glob("summary-*.json"))) == 1
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    config = tmp_path / "predict.conf"
+    config.write_text(
+        f"BATCHDIGITS_VENV={venv}\nBATCHDIGITS_INPUT={root}\nBATCHDIGITS_OUTPUT={out}\n"
+        f"BATCHDIGITS_OPTIONS=--model {tiny_model}\n"
+    )
+    time.sleep(1.1)  # a new second: a second dated summary
+    env = _cron_env(HOME=str(blocked / "home"), BATCHDIGITS_CONFIG=str(config))
+    done = subprocess.run([*env, "/bin/sh", wrapper], **run)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
+    assert json.loads((summaries / "latest.json").read_text())["reused"] == 4
+    assert len(list(summaries.glob("summary-*.json"))) == 2
+
+    usage = subprocess.run([*_cron_env(), "/bin/sh", wrapper], **run)
     assert usage.returncode == 2 and "usage" in usage.stderr
 
 
+def test_crontab_lines_command_runs_under_env_i(tmp_path, tiny_model, mnist):
+    """The command of jobs/crontab.example, with its paths pointed at a test folder."""
+    from conftest import save_digit
+
+    root = tmp_path / "scans"
+    save_digit(root / "a.png", mnist.x_test[0])
+    out = tmp_path / "results" / "predictions.csv"
+    out.parent.mkdir()
+    line = [x for x in (REPO / "jobs" / "crontab.example").read_text().splitlines() if x[:1] == "*"]
+    command = " ".join(line[0].split()[5:])
+    command = command.replace("/opt/batchdigits/jobs", str(REPO / "jobs"))
+    command = command.replace("/srv/scans", str(root)).replace("/srv/results", str(out.parent))
+    env = _cron_env(BATCHDIGITS_VENV=sys.prefix, BATCHDIGITS_OPTIONS=f"--model {tiny_model}")
+    done = subprocess.run([*env, "/bin/sh", "-c", command], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and out.is_file()
+    assert (out.parent / "summaries" / "latest.json").is_file()
+
+
+def test_two_concurrent_runs_one_works_the_other_exits_75(many_digits, tmp_path, tiny_model):
+    out = tmp_path / "out.csv"
+    first = _slow_run(many_digits, out, tiny_model)
+    _wait_for_temp(tmp_path, "out.csv", first)
+    second = subprocess.run(
+        [EXE, "predict", str(many_digits), "-o", str(out), "--model", str(tiny_model)],
+        capture_output=True,
+        text=True,
+    )
+    assert second.returncode == 75, second.stderr
+    assert f"pid {first.pid}" in second.stderr
+    first.terminate()
+    first.communicate(timeout=60)
+
+
+def test_with_wait_lock_concurrent_runs_both_succeed(tmp_path, tiny_model, mnist):
+    from conftest import save_digit
+
+    root = tmp_path / "few"
+    for i in range(300):
+        save_digit(root / f"{i:03d}.png", mnist.x_test[i])
+    out = tmp_path / "out.csv"
+    cmd = [EXE, "predict", str(root), "-o", str(out), "--model", str(tiny_model)]
+    procs = [
+        subprocess.Popen([*cmd, "--wait-lock", "120"], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert [code for code, _ in results] == [0, 0], results
+    assert len(out.read_text().splitlines()) == 301
+
+
 def test_job_scripts_pass_shellcheck():  # shellcheck comes with the test extra
-    scripts = [REPO / "jobs" / "batchdigits-cron.sh", REPO / ".ci" / "run"]
+    scripts = [REPO / "jobs" / "run-predict.sh", REPO / ".ci" / "run"]
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).with_name("shellcheck"))
     done = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
