@@ -33,12 +33,16 @@ def normalized_batches(ds, to_image, batch_size: int, skip_failures: bool = Fals
         inputs, found = normalize_batch(gray, sizes)
         return keys, inputs, found
 
+    load = t.autograph.experimental.do_not_convert(load)
+    finish = t.autograph.experimental.do_not_convert(finish)
     ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
     if skip_failures:
         ds = ds.ignore_errors()
     ds = ds.padded_batch(batch_size)
     ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(t.data.AUTOTUNE)
+    options = t.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(t.data.AUTOTUNE).with_options(options)
 
 
 def image_batches(full_paths: list[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):

@@ -77,9 +77,15 @@ def prepare(image):
     if image.shape.rank == 2:
         image = image[..., None]
     shape = t.shape(image)[:2]
-    factor = t.minimum(1.0, WORK_SIZE / t.cast(t.reduce_max(shape), t.float32))
-    size = t.maximum(t.cast(t.round(t.cast(shape, t.float32) * factor), t.int32), 1)
-    return to_gray(t.image.resize(image, size, method="area"))
+    longer = t.reduce_max(shape)
+
+    def shrink():
+        factor = WORK_SIZE / t.cast(longer, t.float32)
+        size = t.maximum(t.cast(t.round(t.cast(shape, t.float32) * factor), t.int32), 1)
+        return t.image.resize(image, size, method="area")
+
+    # Small images skip the resize op altogether (it would copy them unchanged).
+    return to_gray(t.cond(longer > WORK_SIZE, shrink, lambda: t.cast(image, t.float32)))
 
 
 # --------------------------------------------------------------------------- batched helpers
@@ -111,40 +117,64 @@ def _per_image(v):
     return v[:, None, None]
 
 
-def _resample(x, h, w, size: int):
-    """Each image's valid region resampled (bilinear) to ``size x size``: ``(B, s, s)``."""
+def _bilinear_weights(pos, n):
+    """Sample positions ``pos (B, S)`` in pixels -> ``(B, S, n)`` weights over ``n``
+    pixels (bilinear: two neighbours). A sample outside ``[0, n - 1]`` gets no weight, so
+    it reads 0."""
     t = tf()
-    H = t.cast(t.shape(x)[1] - 1, t.float32)
-    W = t.cast(t.shape(x)[2] - 1, t.float32)
-    # The last sample sits a thousandth of a pixel inside the last row and column: at
-    # exactly h - 1, float rounding can put it past the tensor's edge, where
-    # crop_and_resize returns 0 instead of the pixel, so a result would depend on whether
-    # the image is the largest in its padded batch.
-    hf = t.maximum(t.cast(h - 1, t.float32) - 1e-3, 0.0)
-    wf = t.maximum(t.cast(w - 1, t.float32) - 1e-3, 0.0)
-    boxes = t.stack(
-        [t.zeros_like(hf), t.zeros_like(wf), hf / t.maximum(H, 1.0), wf / t.maximum(W, 1.0)], 1
-    )
-    index = t.range(t.shape(x)[0])
-    return t.image.crop_and_resize(x[..., None], boxes, index, [size, size])[..., 0]
+    top = t.floor(pos)
+    lerp = (pos - top)[..., None]
+    inside = t.cast((pos >= 0.0) & (pos <= t.cast(n - 1, t.float32)), t.float32)[..., None]
+    first = t.cast(top, t.int32)
+    below = t.one_hot(first, n) * (1.0 - lerp) + t.one_hot(t.minimum(first + 1, n - 1), n) * lerp
+    return below * inside
+
+
+def _pooled(weights, pool: int):
+    """Average each run of ``pool`` consecutive samples: ``(B, S*pool, n) -> (B, S, n)``."""
+    if pool == 1:
+        return weights
+    t = tf()
+    shape = t.shape(weights)
+    return t.reduce_mean(t.reshape(weights, [shape[0], -1, pool, shape[2]]), axis=2)
+
+
+def _apply(rows, x, cols):
+    """Separable resampling as two batched matrix products: ``rows (B, S, H) @ x (B, H, W)
+    @ cols (B, T, W)^T -> (B, S, T)``. The same result as sampling each output pixel
+    (bilinear is separable), but a few large products instead of a gather per sample."""
+    t = tf()
+    return t.linalg.matmul(t.linalg.matmul(rows, x), cols, transpose_b=True)
+
+
+def _resample(x, h, w, size: int, pool: int = 1):
+    """Each image's valid region resampled (bilinear) to ``size * pool`` samples a side,
+    corner to corner, then averaged over ``pool x pool`` blocks: ``(B, size, size)``."""
+    t = tf()
+    steps = t.range(size * pool, dtype=t.float32)[None, :] / float(max(size * pool - 1, 1))
+
+    def weights(extent, n):
+        return _pooled(_bilinear_weights(steps * t.cast(extent - 1, t.float32)[:, None], n), pool)
+
+    return _apply(weights(h, t.shape(x)[1]), x, weights(w, t.shape(x)[2]))
 
 
 def _spread_back(grid, h, w, shape, interpolation: str):
-    """A ``(B, g, g)`` grid stretched back over each image's valid region: ``(B, H, W)``."""
+    """A ``(B, g, g)`` grid stretched back over each image's valid region (pixel centres
+    aligned; beyond the grid's edge its edge value): ``(B, H, W)``, ``interpolation`` is
+    ``"BILINEAR"`` or ``"NEAREST"``."""
     t = tf()
-    g = t.cast(t.shape(grid)[1], t.float32)
-    sy, sx = g / t.cast(h, t.float32), g / t.cast(w, t.float32)
-    zero = t.zeros_like(sy)
-    transforms = t.stack([sx, zero, 0.5 * sx - 0.5, zero, sy, 0.5 * sy - 0.5, zero, zero], 1)
-    out = t.raw_ops.ImageProjectiveTransformV3(
-        images=grid[..., None],
-        transforms=transforms,
-        output_shape=shape,
-        fill_value=0.0,
-        interpolation=interpolation,
-        fill_mode="NEAREST",
-    )
-    return out[..., 0]
+    g = t.shape(grid)[1]
+
+    def weights(extent, n):
+        scale = t.cast(g, t.float32) / t.cast(extent, t.float32)
+        pos = (t.range(n, dtype=t.float32)[None, :] + 0.5) * scale[:, None] - 0.5
+        pos = t.clip_by_value(pos, 0.0, t.cast(g - 1, t.float32))
+        if interpolation == "NEAREST":
+            return t.one_hot(t.cast(t.floor(pos + 0.5), t.int32), g)
+        return _bilinear_weights(pos, g)
+
+    return _apply(weights(h, shape[0]), grid, weights(w, shape[1]))
 
 
 # --------------------------------------------------------------------------- steps 2-6
@@ -198,7 +228,7 @@ def _without_specks(x, h, w):
     """Zero the ink whose neighbourhood (on a 32x32 grid) holds almost no ink."""
     t = tf()
     mask = t.cast(x > 0, t.float32)
-    density = t.nn.avg_pool2d(_resample(mask, h, w, 2 * _SPECK_GRID)[..., None], 2, 2, "VALID")
+    density = _resample(mask, h, w, _SPECK_GRID, pool=2)[..., None]
     density = t.nn.avg_pool2d(density, 3, 1, "SAME")[..., 0]
     most = t.reduce_max(density, axis=[1, 2])
     keep = t.cast(density >= _SPECK_FRACTION * _per_image(most), t.float32)
@@ -224,26 +254,23 @@ def _fit_box(x):
     x0, x1 = _first_last(t.reduce_any(ink, axis=1))
     y0, y1, x0, x1 = (t.cast(v, t.float32) for v in (y0, y1, x0, x1))
     side = t.maximum(t.maximum(y1 - y0, x1 - x0), 1.0)
-    H = t.maximum(t.cast(t.shape(x)[1] - 1, t.float32), 1.0)
-    W = t.maximum(t.cast(t.shape(x)[2] - 1, t.float32), 1.0)
-    index = t.range(t.shape(x)[0])
-
     # The square's corner on whole pixels, so a 20 px box is sampled exactly on pixels.
     top = t.round((y0 + y1 - side) / 2.0)
     left = t.round((x0 + x1 - side) / 2.0)
 
-    def square(samples: int):
-        # The centres of ``samples`` equal cells across the square.
-        first = side / (2.0 * samples) - 0.5
-        last = side - side / (2.0 * samples) - 0.5
-        boxes = t.stack(
-            [(top + first) / H, (left + first) / W, (top + last) / H, (left + last) / W], 1
-        )
-        return t.image.crop_and_resize(x[..., None], boxes, index, [samples, samples])
+    def weights(corner, n):
+        # ``samples`` bilinear samples at the centres of equal cells across the square:
+        # one per pixel for a 20 px box (unchanged), else 4 per output pixel, averaged
+        # (area sampling: anti-aliased down, smooth up).
+        def cells(samples):
+            k = t.range(samples, dtype=t.float32)[None, :]
+            size = side[:, None] / samples
+            return _bilinear_weights(corner[:, None] + (k + 0.5) * size - 0.5, n)
 
-    exact = square(BOX)[..., 0]  # a 20 px box: one sample on each pixel, unchanged
-    pooled = t.nn.avg_pool2d(square(4 * BOX), 4, 4, "VALID")[..., 0]  # area sampling
-    box = t.where(_per_image(t.equal(side, BOX)), exact, pooled)
+        exact = t.equal(side, BOX)[:, None, None]
+        return t.where(exact, cells(BOX), _pooled(cells(4 * BOX), 4))
+
+    box = _apply(weights(top, t.shape(x)[1]), x, weights(left, t.shape(x)[2]))
     # A thin pen shrunk with its digit fades: bring its strongest ink back to full.
     return box / _per_image(t.maximum(t.reduce_max(box, axis=[1, 2]), 1e-6))
 

@@ -47,6 +47,22 @@ def test_jpeg_rotation_detected():
     assert not bool(_jpeg_needs_rotation(tf().constant(encoded(image, "JPEG"))))
 
 
+def _little_endian_exif(orientation: int) -> bytes:
+    """An APP1 EXIF block in Intel byte order ("II") holding only the orientation."""
+    entry = bytes([0x12, 0x01, 0x03, 0x00, 1, 0, 0, 0, orientation, 0, 0, 0])
+    return b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00" + entry + b"\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(("orientation", "rotated"), [(1, False), (3, True), (6, True)])
+def test_jpeg_rotation_detected_little_endian(orientation, rotated):
+    image = Image.new("L", (40, 30), 200)
+    data = encoded(image, "JPEG", exif=_little_endian_exif(orientation))
+    assert b"II*" in data
+    assert bool(_jpeg_needs_rotation(tf().constant(data))) is rotated
+    with Image.open(io.BytesIO(data)) as im:  # Pillow reads the same orientation
+        assert im.getexif()[0x0112] == orientation
+
+
 def test_tf_refuses_over_limit_and_rotated():
     image = Image.new("L", (100, 100), 255)
     with pytest.raises(tf().errors.InvalidArgumentError):
@@ -56,6 +72,11 @@ def test_tf_refuses_over_limit_and_rotated():
     exif[0x0112] = 8
     with pytest.raises(tf().errors.InvalidArgumentError):
         decode_tf(tf().constant(encoded(image, "JPEG", exif=exif)))
+    with pytest.raises(tf().errors.InvalidArgumentError):  # not a format of the fast path
+        decode_tf(tf().constant(encoded(image, "TIFF")))
+    wide = Image.new("L", (30, 20), 255)  # each dimension read right, not just the product
+    for fmt in ("PNG", "GIF", "BMP", "JPEG"):
+        assert decode_tf(tf().constant(encoded(wide, fmt))).shape[:2] == (20, 30)
 
 
 def _digit_images(mnist):
