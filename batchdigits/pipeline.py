@@ -9,6 +9,7 @@ in the indices and handles that file alone (see :mod:`batchdigits.decode`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from ._lazy import tf
 from .decode import DEFAULT_MAX_PIXELS, decode_tf
@@ -45,15 +46,31 @@ def normalized_batches(ds, to_image, batch_size: int, skip_failures: bool = Fals
     return ds.prefetch(t.data.AUTOTUNE).with_options(options)
 
 
-def image_batches(full_paths: list[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+#: Paths enter the pipeline this many at a time: the queue holds a few chunks, never the
+#: whole listing, so memory does not grow with the folder.
+PATH_CHUNK = 2048
+
+
+def image_batches(full_paths: Sequence[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1), found bool (B,))``
     in file order; ``found`` is False for an image with no ink. Files that cannot be read
-    or decoded are dropped (gaps in the indices)."""
+    or decoded are dropped (gaps in the indices). ``full_paths`` is read a chunk at a
+    time, as the pipeline needs them (a lazy sequence works)."""
     t = tf()
-    encoded = [os.fsencode(p) for p in full_paths]  # bytes: any file name, even non-UTF-8
-    ds = t.data.Dataset.from_tensor_slices(
-        (t.constant(encoded, dtype=t.string), t.range(len(encoded), dtype=t.int64))
-    )
+
+    def chunk(number):
+        start = int(number) * PATH_CHUNK
+        stop = min(start + PATH_CHUNK, len(full_paths))
+        # bytes: any file name, even one that is not valid UTF-8
+        paths = [os.fsencode(full_paths[i]) for i in range(start, stop)]
+        return t.constant(paths, t.string, [stop - start]), t.range(start, stop, dtype=t.int64)
+
+    def paths_of(number):
+        paths, indices = t.py_function(chunk, [number], [t.string, t.int64])
+        return t.ensure_shape(paths, [None]), t.ensure_shape(indices, [None])
+
+    chunks = -(-len(full_paths) // PATH_CHUNK)
+    ds = t.data.Dataset.range(chunks).map(paths_of).unbatch()
     return normalized_batches(
         ds,
         lambda path: decode_tf(t.io.read_file(path), max_pixels),

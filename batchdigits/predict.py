@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -227,7 +227,7 @@ def predict_rows(
 ) -> Iterator[list[Row]]:
     """Rows for every file of ``listing``, in its order, a batch at a time."""
     infer = make_infer(model)
-    full = [listing.full_path(p) for p in listing.paths]
+    full = _FullPaths(listing)
 
     def fallback(first: int, stop: int) -> list[Row]:
         return [
@@ -252,6 +252,19 @@ def predict_rows(
         yield rows
     if next_index < len(full):
         yield fallback(next_index, len(full))
+
+
+class _FullPaths(Sequence):
+    """A listing's full paths, made when asked for rather than all kept in a list."""
+
+    def __init__(self, listing: Listing):
+        self._listing = listing
+
+    def __len__(self) -> int:
+        return len(self._listing.paths)
+
+    def __getitem__(self, index):
+        return self._listing.full_path(self._listing.paths[index])
 
 
 def _pad_batch(images, batch_size: int):

@@ -162,3 +162,35 @@ def test_review_threshold_defaults_to_the_model_card(digit_folder, tiny_model, t
 
     summary = predict_folder(digit_folder[0], tmp_path / "o.csv", model=tiny_model)
     assert summary.review_threshold == read_card(tiny_model)["review_threshold"]
+
+
+def test_paths_enter_the_pipeline_a_chunk_at_a_time(tmp_path, mnist, monkeypatch):
+    """Queueing streams: when the first batch comes out, most paths were never read."""
+    from collections.abc import Sequence
+
+    from PIL import Image
+
+    from batchdigits import pipeline
+
+    for i in range(400):
+        Image.fromarray(mnist.x_test[i]).save(tmp_path / f"{i:03d}.png")
+
+    class Watched(Sequence):
+        def __init__(self, items):
+            self.items, self.highest = items, -1
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, index):
+            self.highest = max(self.highest, index)
+            return self.items[index]
+
+    monkeypatch.setattr(pipeline, "PATH_CHUNK", 16)
+    paths = Watched([str(tmp_path / f"{i:03d}.png") for i in range(400)])
+    batches = iter(pipeline.image_batches(paths, batch_size=8))
+    first = next(batches)
+    assert first[0].numpy().tolist() == list(range(8))
+    assert paths.highest < 200  # a few chunks ahead, not the whole listing
+    rest = [int(i) for b in batches for i in b[0].numpy()]
+    assert rest == list(range(8, 400)) and paths.highest == 399

@@ -1,6 +1,8 @@
 """Prediction throughput side by side, in one run (a script, not a test):
 
     python tests/benchmarks/bench_predict.py [--files N] [--kind mnist|scan] [--repeats 3]
+    python tests/benchmarks/bench_predict.py --startup [--files 100]
+    python tests/benchmarks/bench_predict.py --scaling 1000,10000,100000,200000
 
 Generates its input folder (28x28 PNGs from the MNIST test images, or scan-like JPEGs of
 about 200x200), then measures, several repetitions each, median reported:
@@ -15,13 +17,21 @@ about 200x200), then measures, several repetitions each, median reported:
 6. the combined limit ``1 / (1/input + 1/compute)`` (both share the same cores).
 
 Prints images/s for each, the ratios, peak RSS of the predict subprocess, and the cores.
-MNIST comes from ``--data``, ``$BATCHDIGITS_MNIST`` or ``../shared/mnist``.
+The ratios are given for predict in-process (like the baselines: TensorFlow imported and
+the model at hand) and as a subprocess (TensorFlow's import included).
+
+``--startup``: a whole ``predict`` process on a small folder against ``python -c "import
+tensorflow"``, alternated, median of ``--repeats``. ``--scaling``: one generated folder of
+the largest size, subsets hard-linked from it; per size the predict subprocess's seconds,
+images/s and peak RSS. MNIST comes from ``--data``, ``$BATCHDIGITS_MNIST`` or
+``../shared/mnist``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,16 +75,52 @@ def median_time(func, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_subprocess(folder: Path, out: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of ``batchdigits predict`` as its own process."""
+def run_process(command: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of a command run as its own process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([EXE, "predict", str(folder), "-o", str(out), "-q"])
+    proc = subprocess.Popen(command)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0, 3):
-        raise SystemExit(f"predict failed with exit {proc.returncode}")
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):
+        raise SystemExit(f"{command[:2]} failed with exit {code}")
     return seconds, usage.ru_maxrss
+
+
+def run_subprocess(folder: Path, out: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of ``batchdigits predict`` as its own process."""
+    return run_process([EXE, "predict", str(folder), "-o", str(out), "-q"])
+
+
+def startup(tmp: Path, n: int, repeats: int, mnist) -> None:
+    """A whole predict process on ``n`` files vs importing TensorFlow, alternated."""
+    folder = tmp / "small"
+    make_folder(folder, n, "mnist", mnist)
+    imports, predicts = [], []
+    for _ in range(repeats):
+        imports.append(run_process([sys.executable, "-c", "import tensorflow"])[0])
+        predicts.append(run_subprocess(folder, tmp / "small.csv")[0])
+    tf_s, ours = statistics.median(imports), statistics.median(predicts)
+    print(f"{n} files, {os.cpu_count()} cores, median of {repeats}")
+    print(f"  python -c 'import tensorflow'  {tf_s:6.2f} s")
+    print(f"  batchdigits predict            {ours:6.2f} s   ({ours / tf_s:.2f}x the import)")
+
+
+def scaling(tmp: Path, sizes: list[int], kind: str, mnist) -> None:
+    """Seconds, images/s and peak RSS of the predict subprocess per folder size."""
+    source = tmp / "all"
+    make_folder(source, max(sizes), kind, mnist)
+    names = sorted(os.listdir(source))
+    print(f"{kind} files, {os.cpu_count()} cores, one run each")
+    print(f"  {'files':>9}  {'seconds':>8}  {'images/s':>9}  {'peak RSS':>9}")
+    for n in sizes:
+        folder = tmp / f"n{n}"
+        folder.mkdir()
+        for name in names[:n]:
+            os.link(source / name, folder / name)
+        seconds, rss = run_subprocess(folder, tmp / f"n{n}.csv")
+        print(f"  {n:>9,}  {seconds:>8.1f}  {n / seconds:>9,.0f}  {rss / 1024:>6.0f} MiB")
+        shutil.rmtree(folder)
 
 
 def keras_idiom(folder: Path, out: Path, model) -> None:
@@ -129,10 +175,20 @@ def main() -> None:
     parser.add_argument("--naive-files", type=int, default=200)
     parser.add_argument("--data", default=None)
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--startup", action="store_true", help="small folder vs TF import")
+    parser.add_argument("--scaling", default=None, help="comma-separated folder sizes")
     args = parser.parse_args()
     data = args.data or os.environ.get("BATCHDIGITS_MNIST") or "../shared/mnist"
     mnist = load_mnist(data)
     n = args.files
+    if args.startup or args.scaling:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.startup:
+                startup(Path(tmp), n, args.repeats, mnist)
+            else:
+                sizes = [int(v) for v in args.scaling.split(",")]
+                scaling(Path(tmp), sizes, args.kind, mnist)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_folder(folder, n, args.kind, mnist)
@@ -167,15 +223,16 @@ def main() -> None:
     print(f"{n} {args.kind} files, {os.cpu_count()} cores, median of {args.repeats}")
     for name, rate in results.items():
         print(f"  {name:38s} {rate:>10,.0f} images/s")
-    ours = results["predict, subprocess"]
-    for name in (
-        "Keras idiom (seed architecture)",
-        "naive per-image loop (seed arch.)",
-        "input limit (list+read+decode)",
-        "combined limit",
-    ):
-        if name in results:
-            print(f"  ours (subprocess) / {name:38s} {ours / results[name]:6.2f}x")
+    for how in ("in-process", "subprocess"):
+        ours = results[f"predict, {how}"]
+        for name in (
+            "Keras idiom (seed architecture)",
+            "naive per-image loop (seed arch.)",
+            "input limit (list+read+decode)",
+            "combined limit",
+        ):
+            if name in results:
+                print(f"  ours ({how}) / {name:34s} {ours / results[name]:6.2f}x")
     print(f"  peak RSS of predict (subprocess): {rss / 1024:.0f} MiB")
 
 
