@@ -180,14 +180,23 @@ def _spread_back(grid, h, w, shape, interpolation: str):
 # --------------------------------------------------------------------------- steps 2-6
 
 
-def _ink_bright(x, valid, border, border_mask):
+def _inside_3(n, extent):
+    """``(B, n)``: how many of positions i - 1, i, i + 1 lie inside ``[0, extent)``."""
+    t = tf()
+    i = t.range(n)[None, :]
+    return sum(t.cast((i + d >= 0) & (i + d < extent[:, None]), t.float32) for d in (-1, 0, 1))
+
+
+def _ink_bright(x, h, w, valid, border, border_mask):
     """Invert where the ink is darker than the background: the background level is the
     border's median, and the ink is whichever extreme (of a 3x3-smoothed image, so lone
-    noisy pixels do not count) lies farther from it."""
+    noisy pixels do not count) lies farther from it. ``x`` is zero outside ``valid``."""
     t = tf()
-    v = t.cast(valid, t.float32)[..., None]
-    smooth = t.nn.avg_pool2d(x[..., None] * v, 3, 1, "SAME")
-    smooth = (smooth / t.maximum(t.nn.avg_pool2d(v, 3, 1, "SAME"), 1e-6))[..., 0]
+    # The 3x3 mean of the valid pixels: a 3x3 sum (one convolution) over the count of
+    # valid pixels in the window, which for a rectangle is rows x columns.
+    total = t.nn.conv2d(x[..., None], t.ones([3, 3, 1, 1]), 1, "SAME")[..., 0]
+    count = _inside_3(t.shape(x)[1], h)[:, :, None] * _inside_3(t.shape(x)[2], w)[:, None, :]
+    smooth = total / t.maximum(count, 1.0)
     background = _masked_quantile(border, border_mask, 0.5)
     darkest = t.reduce_min(t.where(valid, smooth, 3.0e38), axis=[1, 2])
     brightest = t.reduce_max(t.where(valid, smooth, -3.0e38), axis=[1, 2])
@@ -316,7 +325,7 @@ def normalize_batch(gray, sizes):
         t.range(W)[None, None, :] < w[:, None, None]
     )
     border, border_mask = _border(gray, h, w)
-    x, border = _ink_bright(gray, valid, border, border_mask)
+    x, border = _ink_bright(gray, h, w, valid, border, border_mask)
     background = _background(x, h, w)
     x = t.nn.relu(x - background) * t.cast(valid, t.float32)
     border_bg, _ = _border(background, h, w)
