@@ -43,6 +43,7 @@ def normalized_batches(ds, to_image, batch_size: int, skip_failures: bool = Fals
     ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
     options = t.data.Options()
     options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False
     return ds.prefetch(t.data.AUTOTUNE).with_options(options)
 
 
