@@ -5,6 +5,7 @@ module level, so ``--help`` and argument errors are instant.
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .decode import DEFAULT_MAX_PIXELS
@@ -76,7 +78,7 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
     _stop_on_sigterm()
 
     def fail(code: ExitCode, message: str, shown: str | None = None) -> typer.Exit:
-        err.print(shown or f"[bold red]error:[/] {message}", highlight=False)
+        err.print(shown or f"[bold red]error:[/] {escape(message)}", highlight=False)
         if on_error is not None:
             on_error(int(code), message)
         return typer.Exit(int(code))
@@ -191,9 +193,20 @@ def train(
     )
 
 
+class Engine(str, enum.Enum):
+    local = "local"
+    beam = "beam"
+
+
 @app.command()
 def predict(
-    input_dir: Annotated[Path, typer.Argument(help="Folder of digit images.", show_default=False)],
+    input_dir: Annotated[
+        str,
+        typer.Argument(
+            help="Folder of digit images (with --engine beam also a Beam path, e.g. gs://b/dir).",
+            show_default=False,
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The CSV to write.")] = Path(
         "predictions.csv"
     ),
@@ -254,9 +267,51 @@ def predict(
         Path | None,
         typer.Option(help="Write a JSON summary of the run here (atomically), for monitoring."),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: this machine's tf.data pipeline. beam: an Apache Beam pipeline "
+            "(pip install 'batchdigits[beam]'), on Beam's in-process runner unless "
+            "--beam-option runner=... says otherwise.",
+        ),
+    ] = Engine.local,
+    beam_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--beam-option",
+            help="A Beam pipeline option KEY=VALUE (repeatable), e.g. runner=DataflowRunner, "
+            "project=..., region=..., temp_location=gs://...",
+        ),
+    ] = None,
+    beam_min_batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--engine beam: smallest batch RunInference forms [default: 32, or "
+            "--beam-max-batch if smaller].",
+            show_default=False,
+        ),
+    ] = None,
+    beam_max_batch: Annotated[
+        int, typer.Option(min=1, help="--engine beam: largest batch RunInference forms.")
+    ] = 256,
 ) -> None:
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
     from .predict import predict_folder
+
+    if engine is Engine.beam and incremental:
+        err.print(
+            "[bold red]error:[/] --incremental works with the local engine only", highlight=False
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
+    if beam_min_batch is None:
+        beam_min_batch = min(32, beam_max_batch)
+    if beam_min_batch > beam_max_batch:
+        err.print(
+            "[bold red]error:[/] --beam-min-batch is larger than --beam-max-batch",
+            highlight=False,
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
 
     if train_if_missing and model is None:
         err.print("[bold red]error:[/] --train-if-missing needs --model PATH", highlight=False)
@@ -264,7 +319,11 @@ def predict(
     if train_if_missing and model is not None and not model.exists():
         from .train import train as train_model
 
-        err.print(f"{model} does not exist: training a new model there first", highlight=False)
+        err.print(
+            f"{model} does not exist: training a new model there first",
+            highlight=False,
+            markup=False,
+        )
         _run(lambda: train_model(model, data, verify=not skip_checksum, reporter=_reporter()))
 
     def record_failure(code: int, message: str) -> None:
@@ -279,8 +338,29 @@ def predict(
                 },
             )
 
+    def run_beam():
+        from .beam_engine import predict_folder_beam
+
+        return predict_folder_beam(
+            input_dir,
+            output,
+            model,
+            recursive,
+            reporter=_reporter(quiet, log_every),
+            max_pixels=max_pixels,
+            review_threshold=review_threshold,
+            probabilities=probabilities,
+            force=force,
+            wait_lock=wait_lock,
+            beam_options=beam_option or (),
+            min_batch_size=beam_min_batch,
+            max_batch_size=beam_max_batch,
+        )
+
     summary = _run(
-        lambda: predict_folder(
+        run_beam
+        if engine is Engine.beam
+        else lambda: predict_folder(
             input_dir,
             output,
             model,
@@ -308,7 +388,9 @@ def predict(
             highlight=False,
         )
     for folder in summary.unreadable_folders:
-        err.print(f"warning: cannot list folder {folder!r} (skipped)", highlight=False)
+        err.print(
+            f"warning: cannot list folder {folder!r} (skipped)", highlight=False, markup=False
+        )
     reuse = ""
     if incremental:
         reuse = (
@@ -321,6 +403,7 @@ def predict(
         f"{summary.review_threshold:.4f} or no prediction); {summary.skipped} other files skipped; "
         f"{summary.images_per_second:.0f} images/s; wrote {summary.output}",
         highlight=False,
+        markup=False,
     )
     raise typer.Exit(int(summary.exit_code))
 
@@ -366,7 +449,7 @@ def evaluate(
     _print_metrics(result.metrics)
     if report is not None:
         written = _run(lambda: write_report(result, report, str(input_dir)))
-        err.print(f"report: {', '.join(str(p) for p in written)}", highlight=False)
+        err.print(f"report: {', '.join(str(p) for p in written)}", highlight=False, markup=False)
     raise typer.Exit(int(ExitCode.PARTIAL if result.metrics["errors"] else ExitCode.OK))
 
 
@@ -418,7 +501,7 @@ def _write_summary(path: Path, data: dict) -> None:
     try:
         write_json_atomic(path, data)
     except BatchDigitsError as exc:
-        err.print(f"[bold red]error:[/] --summary-json: {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] --summary-json: {escape(str(exc))}", highlight=False)
 
 
 def main() -> None:

@@ -159,15 +159,29 @@ def _check_file(path: str) -> None:
 def read_with_pillow(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read ``path`` with Pillow -> ``uint8 (H, W, C)`` with C in 1-4, or raise
     :class:`UnreadableImage` with a short reason."""
+    _check_file(path)
+    return _open_with_pillow(path, max_pixels)
+
+
+def read_bytes_with_pillow(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """:func:`read_with_pillow` for a file's contents (read by someone else: Beam, a web
+    upload), with the same checks and the same error texts."""
+    import io
+
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
+    return _open_with_pillow(io.BytesIO(data), max_pixels)
+
+
+def _open_with_pillow(source, max_pixels: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    _check_file(path)
     if max_pixels > (Image.MAX_IMAGE_PIXELS or max_pixels):
         Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb limit must not be lower
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = im.size  # from the header: nothing decoded yet
                 if width * height > max_pixels:
                     raise UnreadableImage(_too_large(width, height, max_pixels))

@@ -8,6 +8,7 @@ in the indices and handles that file alone (see :mod:`batchdigits.decode`).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -16,32 +17,28 @@ from .decode import DEFAULT_MAX_PIXELS, decode_tf
 from .preprocess import SIZE, normalize_batch, prepare
 
 
-def normalized_batches(ds, to_image, batch_size: int, skip_failures: bool = False):
-    """Elements ``(source, key)`` -> batches ``(keys, inputs (B, 28, 28, 1), found (B,))``.
+def prepared_batches(ds, to_image, batch_size: int, skip_failures: bool = False):
+    """Elements ``(source, key)`` -> padded batches ``(keys, gray (B, H, W), sizes (B, 2))``.
 
-    Per element, in parallel: ``to_image(source)`` (decode, augment, ...), then gray and
-    shrink (``prepare``); per padded batch: the rest of the normalisation, vectorised
-    (``normalize_batch``, which training calls directly on its equal-size batches). With
-    ``skip_failures``, an element whose ``to_image`` fails is dropped: the caller sees the
-    gap in its keys."""
+    Per element, in parallel: ``to_image(source)`` (decode, ...), then gray and shrink
+    (``prepare``), zero-padded into batches with each image's ``(h, w)``. The rest of the
+    normalisation runs per batch in :func:`infer_prepared`, outside tf.data, so that every
+    front end (this pipeline, Beam, the web page) runs it in the same compiled function and
+    gets the same bits. With ``skip_failures``, an element whose ``to_image`` fails is
+    dropped: the caller sees the gap in its keys."""
     t = tf()
 
     def load(source, key):
         gray = prepare(to_image(source))
         return key, gray, t.shape(gray)
 
-    def finish(keys, gray, sizes):
-        inputs, found = normalize_batch(gray, sizes)
-        return keys, inputs, found
-
     load = t.autograph.experimental.do_not_convert(load)
-    finish = t.autograph.experimental.do_not_convert(finish)
     ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
     if skip_failures:
         ds = ds.ignore_errors()
     ds = ds.padded_batch(batch_size)
-    ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
     options = t.data.Options()
+    # Autotuning made the iterator idle 0.5-2 s before its end in about half the runs.
     options.autotune.enabled = False
     options.experimental_optimization.apply_default_optimizations = False
     return ds.prefetch(t.data.AUTOTUNE).with_options(options)
@@ -53,10 +50,10 @@ PATH_CHUNK = 2048
 
 
 def image_batches(full_paths: Sequence[str], batch_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Dataset of ``(indices int64 (B,), images float32 (B, 28, 28, 1), found bool (B,))``
-    in file order; ``found`` is False for an image with no ink. Files that cannot be read
-    or decoded are dropped (gaps in the indices). ``full_paths`` is read a chunk at a
-    time, as the pipeline needs them (a lazy sequence works)."""
+    """Dataset of ``(indices int64 (B,), gray (B, H, W), sizes (B, 2))`` in file order,
+    for :func:`infer_prepared`. Files that cannot be read or decoded are dropped (gaps in
+    the indices). ``full_paths`` is read a chunk at a time, as the pipeline needs them (a
+    lazy sequence works)."""
     t = tf()
 
     def chunk(number):
@@ -72,7 +69,7 @@ def image_batches(full_paths: Sequence[str], batch_size: int, max_pixels: int = 
 
     chunks = -(-len(full_paths) // PATH_CHUNK)
     ds = t.data.Dataset.range(chunks).map(paths_of).unbatch()
-    return normalized_batches(
+    return prepared_batches(
         ds,
         lambda path: decode_tf(t.io.read_file(path), max_pixels),
         batch_size,
@@ -109,3 +106,92 @@ def compute_images_per_second(model, batch_size: int = 4096, repeats: int = 7) -
         infer(batch).numpy()
         times.append(time.perf_counter() - t0)
     return batch_size / statistics.median(times)
+
+
+# --------------------------------------------------------------------------- one file at a time
+# The same decode and normalisation as the tf.data pipeline, for front ends that get files
+# one by one (the Beam engine, the web page): a file's bytes -> its gray working image
+# (per file), then a list of those -> model inputs and probabilities (batched).
+
+
+@functools.lru_cache(maxsize=4)
+def _decode_prepare(max_pixels: int):
+    t = tf()
+
+    @t.function(input_signature=[t.TensorSpec([], t.string)], autograph=False)
+    def run(contents):
+        return prepare(decode_tf(contents, max_pixels))
+
+    return run
+
+
+@functools.lru_cache(maxsize=1)
+def _prepare_pixels():
+    t = tf()
+
+    @t.function(input_signature=[t.TensorSpec([None, None, None], t.uint8)], autograph=False)
+    def run(pixels):
+        return prepare(pixels)
+
+    return run
+
+
+@functools.lru_cache(maxsize=1)
+def _normalize():
+    t = tf()
+    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
+    return t.function(normalize_batch, input_signature=specs, autograph=False)
+
+
+def prepare_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One file's contents -> its gray working image ``float32 (h, w)`` (``prepare``),
+    decoded by the pipeline's TensorFlow decoder or, where that refuses, by Pillow, as in
+    the local engine. Raises :class:`~batchdigits.decode.UnreadableImage` with the CSV's
+    error text."""
+    from .decode import read_bytes_with_pillow
+
+    t = tf()
+    try:
+        return _decode_prepare(max_pixels)(t.constant(data)).numpy()
+    except t.errors.OpError:  # refused or failed by the fast path: Pillow decides
+        return prepare_pixels(read_bytes_with_pillow(data, max_pixels))
+
+
+def prepare_pixels(pixels):
+    """Decoded pixels ``uint8 (H, W, C)`` -> the gray working image ``float32 (h, w)``."""
+    t = tf()
+    return _prepare_pixels()(t.constant(pixels)).numpy()
+
+
+def infer_prepared(gray, sizes, infer, batch_size: int):
+    """A padded batch of gray working images ``(B, H, W)`` with their ``sizes (B, 2)`` ->
+    ``(inputs (B, 28, 28, 1), probabilities (B, 10), found (B,))`` as numpy arrays. The
+    model always gets the full ``batch_size`` shape (zero rows added): its kernels, and so
+    the last bits of the probabilities, can differ with the batch shape, and a file's row
+    must not depend on how many files share its batch."""
+    t = tf()
+    inputs, found = _normalize()(t.convert_to_tensor(gray), t.convert_to_tensor(sizes))
+    n = int(inputs.shape[0])
+    padded = t.pad(inputs, [[0, max(batch_size - n, 0)], [0, 0], [0, 0], [0, 0]])
+    return inputs.numpy(), infer(padded).numpy()[:n], found.numpy()
+
+
+def normalize_and_infer(grays, infer, batch_size: int):
+    """Gray working images (``prepare_bytes``) -> ``(inputs (N, 28, 28, 1), probabilities
+    (N, 10), found (N,))`` as numpy arrays, ``batch_size`` images per padded batch
+    (:func:`infer_prepared`)."""
+    import numpy as np
+
+    results = []
+    for start in range(0, len(grays), batch_size):
+        chunk = grays[start : start + batch_size]
+        h = max(g.shape[0] for g in chunk)
+        w = max(g.shape[1] for g in chunk)
+        batch = np.zeros((len(chunk), h, w), np.float32)
+        for i, g in enumerate(chunk):
+            batch[i, : g.shape[0], : g.shape[1]] = g
+        sizes = np.array([g.shape[:2] for g in chunk], np.int32)
+        results.append(infer_prepared(batch, sizes, infer, batch_size))
+    if not results:
+        return np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32), []
+    return tuple(np.concatenate(parts) for parts in zip(*results, strict=True))

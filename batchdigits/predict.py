@@ -23,8 +23,13 @@ from .output import (
     header,
     remove_stale_temps,
 )
-from .pipeline import image_batches, make_infer
-from .preprocess import normalize_found
+from .pipeline import (
+    image_batches,
+    infer_prepared,
+    make_infer,
+    normalize_and_infer,
+    prepare_pixels,
+)
 from .progress import NullReporter, Reporter
 from .state import file_stamp, load_previous, model_fingerprint, write_state
 
@@ -231,20 +236,15 @@ def predict_rows(
 
     def fallback(first: int, stop: int) -> list[Row]:
         return [
-            _fallback_row(listing.paths[j], full[j], infer, max_pixels, threshold)
+            _fallback_row(listing.paths[j], full[j], infer, max_pixels, threshold, batch_size)
             for j in range(first, stop)
         ]
 
     next_index = 0
-    for indices, images, found in image_batches(full, batch_size, max_pixels):
-        # Every model call gets the full batch shape: the kernels (and so the last bits
-        # of the probabilities) can differ with the batch size, and a file's row must not
-        # depend on how many files happen to share its batch (--incremental equals a full
-        # run byte for byte).
-        n = len(indices)
-        probs = infer(_pad_batch(images, batch_size)).numpy()[:n]
+    for indices, gray, sizes in image_batches(full, batch_size, max_pixels):
+        _, probs, found = infer_prepared(gray, sizes, infer, batch_size)
         rows: list[Row] = []
-        batch = zip(indices.numpy().tolist(), probs, found.numpy().tolist(), strict=True)
+        batch = zip(indices.numpy().tolist(), probs, found.tolist(), strict=True)
         for index, p, has_ink in batch:
             rows.extend(fallback(next_index, index))  # files the pipeline dropped
             rows.append(_row(listing.paths[index], p, has_ink, threshold))
@@ -267,15 +267,6 @@ class _FullPaths(Sequence):
         return self._listing.full_path(self._listing.paths[index])
 
 
-def _pad_batch(images, batch_size: int):
-    from ._lazy import tf
-
-    missing = batch_size - int(images.shape[0])
-    if missing <= 0:
-        return images
-    return tf().pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]])
-
-
 def _row(rel: str, probabilities: np.ndarray, has_ink: bool, threshold: float) -> Row:
     if not has_ink:
         return Row(path=rel, error=NO_DIGIT)
@@ -290,11 +281,13 @@ def _row(rel: str, probabilities: np.ndarray, has_ink: bool, threshold: float) -
     )
 
 
-def _fallback_row(rel: str, full: str, infer, max_pixels: int, threshold: float) -> Row:
+def _fallback_row(
+    rel: str, full: str, infer, max_pixels: int, threshold: float, batch_size: int
+) -> Row:
     """A file the pipeline could not decode: try Pillow; else an error row."""
     try:
         pixels = read_with_pillow(full, max_pixels)
     except UnreadableImage as exc:
         return Row(path=rel, error=str(exc))
-    image, found = normalize_found(pixels)
-    return _row(rel, infer(image[None]).numpy()[0], bool(found), threshold)
+    _, probs, found = normalize_and_infer([prepare_pixels(pixels)], infer, batch_size)
+    return _row(rel, probs[0], bool(found[0]), threshold)

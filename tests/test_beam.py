@@ -1,0 +1,104 @@
+"""``predict --engine beam``: the same CSV as the local engine, really run on Beam with
+more than one worker thread, and a clear exit 2 when the extra is missing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from batchdigits.cli import app
+from batchdigits.errors import ExitCode
+from batchdigits.predict import predict_folder
+
+beam = pytest.importorskip("apache_beam", reason="the beam extra is not installed")
+
+from batchdigits.beam_engine import beam_flags, predict_folder_beam  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def mixed_folder(tmp_path, mnist):
+    """MNIST PNGs at the top, dark-on-light JPEGs of another size in a subfolder, BMPs a
+    level deeper, three bad files, a text file and a hidden file (both skipped)."""
+    root = tmp_path / "in"
+    deeper = root / "sub" / "deeper"
+    deeper.mkdir(parents=True)
+    for i in range(24):
+        Image.fromarray(mnist.x_test[i]).save(root / f"{i:03d}.png")
+    for i in range(24, 36):
+        image = Image.fromarray(255 - mnist.x_test[i]).resize((90, 90), Image.BILINEAR)
+        image.save(root / "sub" / f"{i:03d}.jpg", quality=90)
+    for i in range(36, 42):
+        Image.fromarray(mnist.x_test[i]).save(deeper / f"{i:03d}.bmp")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    (root / "sub" / "empty.jpg").write_bytes(b"")
+    (root / "sub" / "words.png").write_text("not an image")
+    (root / "notes.txt").write_text("skipped")
+    (root / ".hidden.png").write_text("skipped")
+    return root
+
+
+def test_beam_csv_equals_local_csv(mixed_folder, tiny_model, tmp_path):
+    local = tmp_path / "local.csv"
+    on_beam = tmp_path / "beam.csv"
+    predict_folder(mixed_folder, local, tiny_model, probabilities=True)
+    metrics: dict = {}
+    summary = predict_folder_beam(
+        mixed_folder, on_beam, tiny_model, probabilities=True, metrics=metrics
+    )
+    # Same header, rows, order, predictions, confidences and probabilities (6 decimals),
+    # and the same error rows: byte for byte.
+    assert on_beam.read_bytes() == local.read_bytes()
+    lines = on_beam.read_text().splitlines()
+    assert len(lines) == 1 + 45
+    assert lines[1].startswith("000.png,")
+    errors = [line.split(",")[0] for line in lines[1:] if line.split(",")[4]]
+    assert errors == ["broken.png", "sub/empty.jpg", "sub/words.png"]
+    assert "empty file (0 bytes)" in on_beam.read_text()
+    assert (summary.found, summary.errors, summary.skipped) == (45, 3, 2)
+    # It really ran on Beam: the model handler counted its inferences, and the decode
+    # step ran on more than one worker thread.
+    assert metrics["inferences"] == 42
+    workers = [name for name in metrics if name.startswith("worker ")]
+    assert len(workers) >= 2, metrics
+    assert sum(metrics[name] for name in workers) == 45  # every file decoded once
+
+
+def test_cli_engine_beam(mixed_folder, tiny_model, tmp_path):
+    out = tmp_path / "cli.csv"
+    result = runner.invoke(
+        app,
+        ["predict", str(mixed_folder), "-o", str(out), "--model", str(tiny_model)]
+        + ["--engine", "beam", "--beam-max-batch", "16", "--no-recursive"],
+    )
+    assert result.exit_code == ExitCode.PARTIAL, result.output  # broken.png
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 25 and not any("/" in r.split(",")[0] for r in rows)
+
+
+def test_engine_beam_without_the_extra(monkeypatch, digit_folder, tmp_path):
+    monkeypatch.setitem(sys.modules, "apache_beam", None)  # import fails as if absent
+    result = runner.invoke(
+        app, ["predict", str(digit_folder), "-o", str(tmp_path / "o.csv"), "--engine", "beam"]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "pip install 'batchdigits[beam]'" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_beam_options():
+    assert beam_flags(["runner=DataflowRunner", "--project=p"]) == [
+        "--runner=DataflowRunner",
+        "--project=p",
+    ]
+    result = runner.invoke(
+        app, ["predict", ".", "--engine", "beam", "--beam-option", "no-equals-sign"]
+    )
+    assert result.exit_code == ExitCode.USAGE and "KEY=VALUE" in result.stderr
+    result = runner.invoke(app, ["predict", ".", "--engine", "beam", "--incremental"])
+    assert result.exit_code == ExitCode.USAGE and "local engine only" in result.stderr
