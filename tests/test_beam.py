@@ -83,7 +83,7 @@ def test_cli_engine_beam(mixed_folder, tiny_model, tmp_path):
 def test_engine_beam_without_the_extra(monkeypatch, digit_folder, tmp_path):
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # import fails as if absent
     result = runner.invoke(
-        app, ["predict", str(digit_folder), "-o", str(tmp_path / "o.csv"), "--engine", "beam"]
+        app, ["predict", str(digit_folder[0]), "-o", str(tmp_path / "o.csv"), "--engine", "beam"]
     )
     assert result.exit_code == ExitCode.USAGE
     assert "pip install 'batchdigits[beam]'" in result.stderr
@@ -102,3 +102,43 @@ def test_beam_options():
     assert result.exit_code == ExitCode.USAGE and "KEY=VALUE" in result.stderr
     result = runner.invoke(app, ["predict", ".", "--engine", "beam", "--incremental"])
     assert result.exit_code == ExitCode.USAGE and "local engine only" in result.stderr
+
+
+def test_inference_failures_become_error_rows(mixed_folder, tiny_model, tmp_path, monkeypatch):
+    """A batch the model fails on goes to RunInference's failure output: its files get
+    error rows, the others are predicted, the run completes."""
+    from batchdigits import pipeline
+
+    real = pipeline.normalize_and_infer
+
+    def failing(grays, infer, batch_size):
+        if any(g.shape == (90, 90) for g in grays):  # the JPEGs of the subfolder
+            raise RuntimeError("simulated model failure")
+        return real(grays, infer, batch_size)
+
+    monkeypatch.setattr(pipeline, "normalize_and_infer", failing)
+    out = tmp_path / "beam.csv"
+    summary = predict_folder_beam(mixed_folder, out, tiny_model, min_batch_size=1, max_batch_size=4)
+    rows = {line.split(",")[0]: line for line in out.read_text().splitlines()[1:]}
+    assert len(rows) == 45 and summary.found == 45
+    failed = [path for path, line in rows.items() if "model failed (RuntimeError)" in line]
+    assert {f"sub/{i:03d}.jpg" for i in range(24, 36)} <= set(failed)
+    assert len(failed) < 42  # only the failing batches
+    assert rows["000.png"].split(",")[1].isdigit() or "model failed" in rows["000.png"]
+
+
+def test_local_engine_imports_nothing_of_beam(digit_folder, tiny_model, tmp_path):
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from batchdigits.cli import main\n"
+        f"sys.argv = ['batchdigits', 'predict', {str(digit_folder[0])!r}, '-o', "
+        f"{str(tmp_path / 'o.csv')!r}, '--model', {str(tiny_model)!r}, '-q']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'batchdigits.pipeline' in sys.modules\n"
+        "print('beam imported:', 'apache_beam' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "beam imported: False" in done.stdout, done.stderr[-2000:]
+    assert (tmp_path / "o.csv").exists(), done.stderr[-2000:]
