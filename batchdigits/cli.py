@@ -495,6 +495,46 @@ def info(
     sys.stdout.write(json.dumps(card, indent=2) + "\n")
 
 
+class Server(str, enum.Enum):
+    flask = "flask"
+    waitress = "waitress"
+
+
+@app.command()
+def serve(
+    model: ModelOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes it).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    server: Annotated[
+        Server,
+        typer.Option(help="flask: Flask's development server. waitress: a production server."),
+    ] = Server.flask,
+    max_content_length: Annotated[
+        int, typer.Option(min=1, help="Largest request body in bytes (larger: 413).")
+    ] = 5 * 1024 * 1024,
+    threads: Annotated[int, typer.Option(min=1, help="waitress: worker threads.")] = 8,
+) -> None:
+    """Serve a page to draw digits on and the JSON API (needs 'batchdigits[web]')."""
+    from .web import serve as run_server
+
+    def ready(url: str) -> None:
+        err.print(f"serving on {url} ({server.value}); Ctrl-C stops", highlight=False, markup=False)
+
+    _run(
+        lambda: run_server(
+            model,
+            host,
+            port,
+            server.value,
+            max_content_length,
+            threads=threads,
+            on_ready=ready,
+        )
+    )
+
+
 def _write_summary(path: Path, data: dict) -> None:
     from .output import write_json_atomic
 

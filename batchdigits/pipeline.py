@@ -153,7 +153,9 @@ def prepare_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
     t = tf()
     try:
         return _decode_prepare(max_pixels)(t.constant(data)).numpy()
-    except t.errors.OpError:  # refused or failed by the fast path: Pillow decides
+    # Refused or failed by the fast path: Pillow decides. (Some TensorFlow errors quote the
+    # file's bytes, and then building the error message fails to decode them as UTF-8.)
+    except (t.errors.OpError, UnicodeDecodeError):
         return prepare_pixels(read_bytes_with_pillow(data, max_pixels))
 
 

@@ -1,0 +1,277 @@
+"""``batchdigits serve``: every endpoint and bad request through Flask's test client, the
+JSON equal to predict's row for the same file, a real browser drawing digits with pointer
+events, and a bounded load test against 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+pytest.importorskip("flask", reason="the web extra is not installed")
+
+from batchdigits.cli import app as cli_app  # noqa: E402
+from batchdigits.errors import ExitCode  # noqa: E402
+from batchdigits.predict import predict_folder  # noqa: E402
+from batchdigits.web import Predictor, create_app  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor()  # the shipped model, as `serve` without --model
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    return create_app(predictor=predictor).test_client()
+
+
+def png_bytes(pixels) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width x height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_page_and_health(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert '<canvas id="pad"' in html and 'id="clear"' in html and 'type="file"' in html
+    assert "pointerdown" in html and 'id="preview"' in html
+    assert "http://" not in html and "https://" not in html  # no external assets
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json["status"] == "ok" and health.json["model_fingerprint"].startswith("sha256:")
+
+
+def test_json_equals_predict_row(client, mnist, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"{i}.png").write_bytes(png_bytes(mnist.x_test[i]))
+    predict_folder(folder, tmp_path / "p.csv", probabilities=True)
+    rows = {r.split(",")[0]: r.split(",") for r in (tmp_path / "p.csv").read_text().splitlines()}
+    for i in range(8):
+        data = (folder / f"{i}.png").read_bytes()
+        answer = client.post("/api/predict", data=data, content_type="image/png").json
+        row = rows[f"{i}.png"]
+        assert answer["prediction"] == int(row[1])
+        assert f"{answer['confidence']:.6f}" == row[2]
+        assert ("true" if answer["needs_review"] else "false") == row[3]
+        assert [f"{p:.6f}" for p in answer["probabilities"]] == row[5:15]
+        assert answer["normalized"].startswith("data:image/png;base64,")
+        preview = Image.open(io.BytesIO(base64.b64decode(answer["normalized"].split(",")[1])))
+        assert preview.size == (28, 28)
+    # The same as a multipart upload (the page's upload button).
+    form = {"image": (io.BytesIO((folder / "0.png").read_bytes()), "0.png")}
+    answer = client.post("/api/predict", data=form, content_type="multipart/form-data").json
+    assert answer["prediction"] == int(rows["0.png"][1])
+
+
+def test_bad_requests_get_json_errors(predictor, mnist):
+    small = create_app(predictor=predictor, max_content_length=10_000).test_client()
+    cases = [
+        (dict(data=b"", content_type="image/png"), 400, "empty"),
+        (dict(data=b"just text", content_type="image/png"), 422, "not an image"),
+        (dict(data=b"\x89PNG\r\n\x1a\ncut", content_type="image/png"), 422, "cannot decode"),
+        (dict(data=bomb_png(100_000, 100_000), content_type="image/png"), 422, "too large"),
+        (dict(data=os.urandom(20_000), content_type="image/png"), 413, "too large"),
+        (dict(data=b"{}", content_type="application/json"), 415, "content type"),
+        (dict(data={}, content_type="multipart/form-data"), 400, "no file"),
+    ]
+    for kwargs, status, words in cases:
+        response = small.post("/api/predict", **kwargs)
+        assert response.status_code == status, (kwargs.get("content_type"), response.json)
+        assert words in response.json["error"]
+    for method in (small.get, small.put, small.delete):
+        response = method("/api/predict")
+        assert response.status_code == 405 and response.json["error"] == "method not allowed"
+    assert small.get("/nothing-here").status_code == 404
+    blank = small.post(
+        "/api/predict", data=png_bytes(mnist.x_test[0] * 0), content_type="image/png"
+    )
+    assert blank.status_code == 200 and blank.json["prediction"] is None
+    assert blank.json["error"] == "no digit found" and blank.json["needs_review"] is True
+    # Still serving after all that.
+    ok = small.post("/api/predict", data=png_bytes(mnist.x_test[0]), content_type="image/png")
+    assert ok.status_code == 200 and ok.json["prediction"] == 7
+
+
+def test_serve_without_flask_and_port_in_use(monkeypatch):
+    runner = CliRunner()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(cli_app, ["serve", "--port", str(port)])
+        assert result.exit_code == ExitCode.USAGE and "cannot listen" in result.stderr
+    monkeypatch.setitem(sys.modules, "flask", None)
+    result = runner.invoke(cli_app, ["serve"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "pip install 'batchdigits[web]'" in result.stderr
+
+
+# --------------------------------------------------------------------------- real server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """``batchdigits serve`` (waitress) as its own process on a free localhost port."""
+    port = free_port()
+    exe = str(Path(sys.executable).with_name("batchdigits"))
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port), "--server", "waitress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def chromium_available() -> bool:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        return False
+    return True
+
+
+def _draw(page, points) -> None:
+    """One stroke through ``points`` (canvas coordinates, 280x280) with real mouse
+    (pointer) events."""
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=3)
+    page.mouse.up()
+
+
+def test_browser_draws_digits(server, tmp_path):
+    if not chromium_available():
+        pytest.skip(f"{CHROMIUM} not installed (CI installs it)")
+    import math
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    profile = tmp_path / "profile"
+    with playwright.sync_playwright() as pw:
+        # A fresh profile (Playwright passes it as --user-data-dir) and no network use.
+        browser = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            viewport={"width": 900, "height": 650},
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        page.goto(server + "/")
+        circle = [
+            (140 + 55 * math.sin(2 * math.pi * k / 36), 140 - 85 * math.cos(2 * math.pi * k / 36))
+            for k in range(38)
+        ]
+        strokes = {
+            "1": [[(140, 40), (140, 240)]],
+            "0": [circle],
+            "7": [[(70, 50), (210, 50), (120, 240)]],
+        }
+        for digit, lines in strokes.items():
+            page.click("#clear")
+            for line in lines:
+                _draw(page, line)
+            page.wait_for_function(
+                f"document.getElementById('digit').textContent === '{digit}'", timeout=15_000
+            )
+            assert page.eval_on_selector("#preview", "img => img.naturalWidth") == 28
+            assert page.eval_on_selector("#preview", "img => img.naturalHeight") == 28
+            shot = tmp_path / f"drawn-{digit}.png"
+            page.screenshot(path=str(shot))
+            assert Image.open(shot).size == (900, 650)
+        if os.environ.get("BATCHDIGITS_SCREENSHOT"):  # how examples/web-page.png was made
+            shutil.copy(tmp_path / "drawn-7.png", os.environ["BATCHDIGITS_SCREENSHOT"])
+        browser.close()
+
+
+def test_load_500_requests_8_clients(server, mnist):
+    """Bounded: 500 requests, 8 concurrent clients, 127.0.0.1 only, 120 s at most."""
+    bodies = [(png_bytes(mnist.x_test[i]), int(mnist.y_test[i])) for i in range(50)]
+
+    def one(i: int) -> tuple[float, bool]:
+        data, label = bodies[i % len(bodies)]
+        request = urllib.request.Request(
+            server + "/api/predict", data=data, headers={"Content-Type": "image/png"}
+        )
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            import json
+
+            answer = json.loads(response.read())
+            ok = response.status == 200 and answer["prediction"] == label
+        return time.perf_counter() - t0, ok
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(500), timeout=120))
+    seconds = time.perf_counter() - t0
+    latencies = sorted(r[0] for r in results)
+    p95 = latencies[int(0.95 * len(latencies)) - 1]
+    print(
+        f"\nload: 500 requests, 8 clients: {500 / seconds:.1f} requests/s, "
+        f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+    )
+    assert all(ok for _, ok in results)  # every answer right (the 50 digits are read right)
+    assert seconds < 120
