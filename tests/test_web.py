@@ -194,7 +194,7 @@ def _draw(page, points) -> None:
     page.mouse.up()
 
 
-def test_browser_draws_digits(server, tmp_path):
+def test_browser_draws_digits(server, tmp_path, mnist):
     if not chromium_available():
         pytest.skip(f"{CHROMIUM} not installed (CI installs it)")
     import math
@@ -243,6 +243,14 @@ def test_browser_draws_digits(server, tmp_path):
             assert Image.open(shot).size == (900, 650)
         if os.environ.get("BATCHDIGITS_SCREENSHOT"):  # how examples/web-page.png was made
             shutil.copy(tmp_path / "drawn-7.png", os.environ["BATCHDIGITS_SCREENSHOT"])
+        # The upload button: an MNIST test digit (a 2) read from a file.
+        page.click("#clear")
+        upload = tmp_path / "two.png"
+        upload.write_bytes(png_bytes(mnist.x_test[1]))
+        page.set_input_files("#file", str(upload))
+        page.wait_for_function(
+            "document.getElementById('digit').textContent === '2'", timeout=15_000
+        )
         browser.close()
 
 
