@@ -18,7 +18,6 @@ import contextlib
 import heapq
 import json
 import os
-import posixpath
 import shutil
 import tempfile
 import time
@@ -215,11 +214,15 @@ def _build(p, root: str, pattern: str, settings: dict, shards: str):
     skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "skipped")
 
     def keep(meta) -> bool:
+        # The local listing's rules: nothing under a hidden folder (not even counted);
+        # hidden files and non-images counted as skipped; the output itself left out.
         rel = _relative(meta.path, root)
-        ok = _wanted(rel) and os.path.realpath(meta.path) != exclude
-        if not ok and rel is not None and rel != posixpath.basename(exclude or "") and rel:
+        if not rel or any(part.startswith(".") for part in rel.split("/")[:-1]):
+            return False
+        if not _wanted(rel):
             skipped.inc()
-        return ok
+            return False
+        return os.path.realpath(meta.path) != exclude
 
     files = (
         p

@@ -23,7 +23,8 @@ runner = CliRunner()
 @pytest.fixture
 def mixed_folder(tmp_path, mnist):
     """MNIST PNGs at the top, dark-on-light JPEGs of another size in a subfolder, BMPs a
-    level deeper, three bad files, a text file and a hidden file (both skipped)."""
+    level deeper, three bad files, a text file and a hidden file (both skipped), and an
+    image in a hidden folder (ignored)."""
     root = tmp_path / "in"
     deeper = root / "sub" / "deeper"
     deeper.mkdir(parents=True)
@@ -39,6 +40,8 @@ def mixed_folder(tmp_path, mnist):
     (root / "sub" / "words.png").write_text("not an image")
     (root / "notes.txt").write_text("skipped")
     (root / ".hidden.png").write_text("skipped")
+    (root / ".cache").mkdir()  # a hidden folder: not read, not counted
+    Image.fromarray(mnist.x_test[50]).save(root / ".cache" / "050.png")
     return root
 
 
