@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -172,37 +173,50 @@ def _count(summary: PredictSummary, rows: list[Row]) -> None:
 
 def _incremental(listing, output, settings, writer, summary, reporter, predict) -> list:
     """Write the rows of unchanged files from the previous CSV and predict the rest,
-    in listing order (so the CSV equals a full run's). Returns the sidecar's stamps."""
-    previous = load_previous(output, settings).rows
-    stamps, todo = [], []
-    reuse: dict[str, list[str]] = {}
-    for rel in listing.paths:
+    in listing order (so the CSV equals a full run's). Returns the sidecar's stamps.
+
+    Both passes walk the listing and the previous rows side by side (both are in path
+    order): the previous rows are streamed from the old CSV, never held in memory."""
+    previous = load_previous(output, settings)
+    sizes, mtimes = array("q"), array("q")
+    reuse = bytearray(len(listing.paths))  # 1: the previous row stands
+    todo = []
+    old_rows = _Cursor(previous.rows())
+    for i, rel in enumerate(listing.paths):
         key = csv_path(rel)
-        stamp = file_stamp(listing.full_path(rel))
-        stamps.append((key, *(stamp or (-1, -1))))
-        old = previous.get(key)
+        stamp = file_stamp(listing.full_path(rel)) or (-1, -1)
+        sizes.append(stamp[0])
+        mtimes.append(stamp[1])
+        summary.removed += old_rows.skip_to(key)
+        old = old_rows.take(key)
         if old is None:
             summary.new += 1
-        elif old[0][4]:  # an error row last time: try again
+        elif old[1][4]:  # an error row last time: try again
             summary.retried += 1
-        elif stamp is not None and (old[1], old[2]) == stamp:
-            reuse[key] = old[0]
+        elif stamp[0] >= 0 and (old[2], old[3]) == stamp:
+            reuse[i] = 1
             continue
         else:
             summary.changed += 1
         todo.append(rel)
-    summary.reused = len(reuse)
-    summary.removed = len(previous.keys() - {s[0] for s in stamps})
+    summary.removed += old_rows.skip_to(None)
+    summary.reused = sum(reuse)
     fresh = (row for rows in predict(Listing(listing.root, todo)) for row in rows)
+    del todo
+    old_rows = _Cursor(previous.rows())
     pending: list = []
-    for rel in listing.paths:
-        cells = reuse.get(csv_path(rel))
-        if cells is None:
+    for i, rel in enumerate(listing.paths):
+        key = csv_path(rel)
+        old_rows.skip_to(key)
+        old = old_rows.take(key)
+        if reuse[i]:
+            cells = old[1]
+            if cells[3] == "true":
+                summary.needs_review += 1
+        else:
             row = next(fresh)
             _count(summary, [row])
             cells = row.cells(settings["probabilities"])
-        elif cells[3] == "true":
-            summary.needs_review += 1
         pending.append(cells)
         if len(pending) >= 1024:
             writer.write_cells(pending)
@@ -210,7 +224,43 @@ def _incremental(listing, output, settings, writer, summary, reporter, predict) 
             pending = []
     writer.write_cells(pending)
     reporter.advance(len(pending))
-    return stamps
+    return _Stamps(listing, sizes, mtimes)
+
+
+class _Cursor:
+    """A stream of previous rows in path order, read forward by key."""
+
+    def __init__(self, rows: Iterator):
+        self._rows = rows
+        self._head = next(rows, None)
+
+    def skip_to(self, key: str | None) -> int:
+        """Drop rows before ``key`` (all with None); returns how many were dropped."""
+        dropped = 0
+        while self._head is not None and (key is None or self._head[0] < key):
+            self._head = next(self._rows, None)
+            dropped += 1
+        return dropped
+
+    def take(self, key: str):
+        """The row for ``key`` if it is next, else None."""
+        if self._head is not None and self._head[0] == key:
+            row, self._head = self._head, next(self._rows, None)
+            return row
+        return None
+
+
+class _Stamps(Sequence):
+    """The new sidecar's ``(csv path, size, mtime_ns)`` rows, made when written."""
+
+    def __init__(self, listing: Listing, sizes, mtimes):
+        self._listing, self._sizes, self._mtimes = listing, sizes, mtimes
+
+    def __len__(self) -> int:
+        return len(self._listing.paths)
+
+    def __getitem__(self, i):
+        return (csv_path(self._listing.paths[i]), self._sizes[i], self._mtimes[i])
 
 
 def resolve_review_threshold(model: str | os.PathLike | None, given: float | None) -> float:

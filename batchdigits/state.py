@@ -16,6 +16,7 @@ import csv
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,35 @@ def model_fingerprint(model: str | os.PathLike | None) -> str:
 
 @dataclass(frozen=True)
 class Previous:
-    """A previous run's rows (formatted cells) with the size and mtime of their files."""
+    """A previous run's rows that its sidecar vouches for, read as a stream (in the
+    CSV's order, which is the listing's) as often as needed: never all in memory."""
 
-    rows: dict[str, tuple[list[str], int, int]]
-    reason: str = ""  # why nothing can be reused, when ``rows`` is empty
+    output: str = ""
+    reason: str = ""  # why nothing can be reused; empty when the rows can be
+
+    @property
+    def usable(self) -> bool:
+        return not self.reason
+
+    def rows(self) -> Iterator[tuple[str, list[str], int, int]]:
+        """``(csv path, cells, size, mtime_ns)`` per row; stops early (the rest then
+        counts as new: predicted again, never wrong) if CSV and sidecar disagree."""
+        if not self.usable:
+            return
+        with (
+            open(state_path(self.output), encoding="utf-8", newline="") as side,
+            open(self.output, encoding="utf-8", newline="") as table,
+        ):
+            side.readline()  # the JSON header
+            reader = csv.reader(table)
+            next(reader, None)  # the CSV header
+            try:
+                for stamp, cells in zip(csv.reader(side), reader, strict=False):
+                    if not cells or stamp[0] != cells[0]:
+                        return
+                    yield cells[0], cells, int(stamp[1]), int(stamp[2])
+            except (OSError, ValueError, IndexError, UnicodeDecodeError, csv.Error):
+                return
 
 
 def file_stamp(path: str) -> tuple[int, int] | None:
@@ -56,35 +82,29 @@ def file_stamp(path: str) -> tuple[int, int] | None:
 
 
 def load_previous(output: str | os.PathLike, settings: dict) -> Previous:
-    """The rows of ``output`` that its sidecar vouches for, if the sidecar matches the
-    CSV and was made with the same ``settings``; else no rows and the reason."""
+    """The previous rows of ``output``, if its sidecar matches the CSV and was made with
+    the same ``settings``; else a :class:`Previous` saying why not."""
     sidecar = state_path(output)
     try:
         with open(sidecar, encoding="utf-8", newline="") as f:
             meta = json.loads(f.readline())
-            stamps = {r[0]: (int(r[1]), int(r[2])) for r in csv.reader(f)}
     except FileNotFoundError:
-        return Previous({}, "no previous state")
-    except (OSError, ValueError, IndexError, csv.Error):
-        return Previous({}, f"{sidecar} is unreadable")
+        return Previous(reason="no previous state")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return Previous(reason=f"{sidecar} is unreadable")
     if meta.get("format") != FORMAT:
-        return Previous({}, f"{sidecar} has an unknown format")
+        return Previous(reason=f"{sidecar} has an unknown format")
     if meta.get("settings") != settings:
-        return Previous({}, "model or settings changed")
+        return Previous(reason="model or settings changed")
     if list(file_stamp(os.fspath(output)) or ()) != meta.get("csv"):
-        return Previous({}, f"{output} changed since the state was written")
-    rows: dict[str, tuple[list[str], int, int]] = {}
+        return Previous(reason=f"{output} changed since the state was written")
     try:
         with open(output, encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
-            if tuple(next(reader, ())) != header(settings["probabilities"]):
-                return Previous({}, f"{output} has other columns")
-            for cells in reader:
-                if cells and cells[0] in stamps:
-                    rows[cells[0]] = (cells, *stamps[cells[0]])
+            if tuple(next(csv.reader(f), ())) != header(settings["probabilities"]):
+                return Previous(reason=f"{output} has other columns")
     except (OSError, UnicodeDecodeError, csv.Error):
-        return Previous({}, f"{output} is unreadable")
-    return Previous(rows)
+        return Previous(reason=f"{output} is unreadable")
+    return Previous(os.fspath(output))
 
 
 def write_state(output: str | os.PathLike, settings: dict, stamps) -> None:

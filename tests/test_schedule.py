@@ -379,3 +379,31 @@ def test_unexpected_errors_exit_1_without_a_traceback(digit_folder, tmp_path, mo
     assert "disk on fire" in result.stderr and "bug" in result.stderr
     assert "Traceback" not in result.output
     assert _summary(s)["exit_code"] == 1 and "disk on fire" in _summary(s)["error"]
+
+
+def test_incremental_streams_and_survives_a_sidecar_that_disagrees(
+    digit_folder, tmp_path, tiny_model
+):
+    """The previous rows are read as a stream beside the listing; where the sidecar and
+    the CSV disagree the stream stops and the rest is predicted again: the CSV still
+    equals a full run's."""
+    from batchdigits.state import load_previous, state_path
+
+    root, _ = digit_folder
+    out, full, s = tmp_path / "inc.csv", tmp_path / "full.csv", tmp_path / "s.json"
+    args = ["-o", str(out), "--model", str(tiny_model), "--incremental", "--summary-json", str(s)]
+    predict(str(root), *args)
+    predict(str(root), "-o", str(full), "--model", str(tiny_model))
+    sidecar = state_path(out)
+    lines = sidecar.read_text().splitlines(keepends=True)
+    settings = json.loads(lines[0])["settings"]
+    rows = load_previous(out, settings).rows()
+    assert next(rows)[0] == lines[1].split(",")[0]  # a generator, one row at a time
+    rows.close()
+    lines[6] = "not/the/same/path.png" + lines[6][lines[6].index(",") :]
+    sidecar.write_text("".join(lines))
+    assert predict(str(root), *args).exit_code == 3
+    summary = _summary(s)
+    assert summary["reused"] == 5 - 1  # rows before the disagreement (less the broken one)
+    assert summary["reused"] + summary["new"] + summary["retried"] == 17
+    assert out.read_bytes() == full.read_bytes()
