@@ -159,6 +159,13 @@ def create_app(
         }
         return error(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
 
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # A bug, not the request's fault: logged with its traceback, answered as JSON,
+        # and the server goes on.
+        app.logger.exception("unexpected error")
+        return error(500, f"internal error ({type(exc).__name__})")
+
     @app.get("/")
     def index():
         return flask.Response(page, mimetype="text/html")

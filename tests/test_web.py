@@ -125,6 +125,17 @@ def test_bad_requests_get_json_errors(predictor, mnist):
     assert ok.status_code == 200 and ok.json["prediction"] == 7
 
 
+def test_unexpected_errors_are_json_500_and_the_server_goes_on(predictor, mnist, monkeypatch):
+    client = create_app(predictor=predictor).test_client()
+    with monkeypatch.context() as patch:
+        patch.setattr(predictor, "predict_image", lambda data: 1 / 0)
+        response = client.post("/api/predict", data=b"x", content_type="image/png")
+    assert response.status_code == 500
+    assert response.json == {"error": "internal error (ZeroDivisionError)"}
+    ok = client.post("/api/predict", data=png_bytes(mnist.x_test[0]), content_type="image/png")
+    assert ok.status_code == 200 and ok.json["prediction"] == 7
+
+
 def test_serve_without_flask_and_port_in_use(monkeypatch):
     runner = CliRunner()
     with socket.socket() as taken:
