@@ -35,12 +35,7 @@ from .output import (
     header,
     remove_stale_temps,
 )
-from .predict import (
-    DEFAULT_BATCH_SIZE,
-    PredictSummary,
-    _row,
-    resolve_review_threshold,
-)
+from .predict import PredictSummary, _row, resolve_review_threshold
 from .progress import NullReporter, Reporter
 from .state import model_fingerprint
 
@@ -429,6 +424,3 @@ def _collect_metrics(result, summary: PredictSummary, metrics: dict | None) -> N
     summary.skipped = int(values.get("skipped", 0))
     if metrics is not None:
         metrics.update(values)
-
-
-__all__ = ["predict_folder_beam", "beam_flags", "BeamNotInstalledError", "DEFAULT_BATCH_SIZE"]
