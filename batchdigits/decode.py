@@ -13,6 +13,7 @@ Both paths give ``uint8 (H, W, C)`` arrays, C in 1-4, for :func:`preprocess.norm
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import re
@@ -25,7 +26,13 @@ from .preprocess import WORK_SIZE
 
 #: Default for ``--max-pixels``: width x height above this is refused before decoding.
 DEFAULT_MAX_PIXELS = 50_000_000
-_EXIF_SEARCH_BYTES = 4096  # the orientation tag sits in IFD0, near the start of APP1
+_EXIF_SEARCH_BYTES = 4096
+JPEG_RATIOS = (
+    1,
+    2,
+    4,
+    8,
+)  # the scales libjpeg can decode at  # the orientation tag sits in IFD0, near the start of APP1
 
 if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module at start
     import numpy as np
@@ -119,7 +126,26 @@ def decode_tf(contents, max_pixels: int = DEFAULT_MAX_PIXELS):
         def jpeg():
             rotated = _jpeg_needs_rotation(contents)
             with t.control_dependencies([t.debugging.Assert(t.logical_not(rotated), [kind])]):
-                return t.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE")
+                # A big photo is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (DCT
+                # scaling, as Pillow's draft mode in the fallback): the largest that
+                # keeps the longer side at least 2 x WORK_SIZE. Far less time and memory.
+                longer = t.reduce_max(dims)
+                ratio_index = t.add_n(
+                    [t.cast(longer >= 2 * WORK_SIZE * r, t.int32) for r in JPEG_RATIOS[1:]]
+                )
+                return t.switch_case(
+                    ratio_index,
+                    [
+                        functools.partial(
+                            t.io.decode_jpeg,
+                            contents,
+                            channels=0,
+                            dct_method="INTEGER_ACCURATE",
+                            ratio=r,
+                        )
+                        for r in JPEG_RATIOS
+                    ],
+                )
 
         return t.cond(
             t.equal(kind, _JPEG),

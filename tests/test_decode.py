@@ -157,3 +157,17 @@ def test_pillow_limit_checked_from_header(tmp_path):
     Image.new("L", (300, 200), 255).save(tmp_path / "big.png")
     with pytest.raises(UnreadableImage, match=r"300x200 = 60,000 pixels; the limit is 59,999"):
         read_with_pillow(str(tmp_path / "big.png"), max_pixels=59_999)
+
+
+@pytest.mark.parametrize(("size", "decoded"), [((1300, 900), (225, 325)), ((640, 500), (250, 320))])
+def test_big_jpegs_decoded_scaled_like_pillows_draft(size, decoded, tmp_path):
+    """A big photo is decoded at a reduced DCT scale by the fast path, giving exactly the
+    pixels of the Pillow fallback (draft mode)."""
+    rng = np.random.default_rng(0)
+    small = (rng.random((size[1] // 10, size[0] // 10, 3)) * 255).astype(np.uint8)
+    photo = Image.fromarray(small).resize(size, Image.BICUBIC)
+    path = tmp_path / "photo.jpg"
+    photo.save(path, quality=90)
+    fast = decode_tf(tf().constant(path.read_bytes())).numpy()
+    assert fast.shape[:2] == decoded
+    np.testing.assert_array_equal(fast, read_with_pillow(str(path)))
