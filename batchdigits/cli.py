@@ -271,7 +271,7 @@ def predict(
         Engine,
         typer.Option(
             help="local: this machine's tf.data pipeline. beam: an Apache Beam pipeline "
-            "(pip install 'batchdigits[beam]'), on Beam's in-process runner unless "
+            "(pip install 'batchdigits\\[beam]'), on Beam's in-process runner unless "
             "--beam-option runner=... says otherwise.",
         ),
     ] = Engine.local,
@@ -287,7 +287,7 @@ def predict(
         int | None,
         typer.Option(
             min=1,
-            help="--engine beam: smallest batch RunInference forms [default: 32, or "
+            help="--engine beam: smallest batch RunInference forms \\[default: 32, or "
             "--beam-max-batch if smaller].",
             show_default=False,
         ),
@@ -516,7 +516,7 @@ def serve(
     ] = 5 * 1024 * 1024,
     threads: Annotated[int, typer.Option(min=1, help="waitress: worker threads.")] = 8,
 ) -> None:
-    """Serve a page to draw digits on and the JSON API (needs 'batchdigits[web]')."""
+    """Serve a page to draw digits on and the JSON API (needs 'batchdigits\\[web]')."""
     from .web import serve as run_server
 
     def ready(url: str) -> None:

@@ -184,3 +184,13 @@ def test_train_command_limit_500_one_epoch(mnist_path, tmp_path, mnist):
     a = load_model(out)(x, training=False).numpy()
     b = load_model(out)(x, training=False).numpy()
     assert (a == b).all() and a.shape == (32, 10)
+
+
+def test_help_shows_bracketed_extras_and_defaults():
+    """Rich markup must not eat the square brackets of pip extras or hand-written defaults."""
+    wide = {"COLUMNS": "200"}
+    predict_help = CliRunner().invoke(app, ["predict", "--help"], env=wide).stdout
+    assert "batchdigits[beam]" in predict_help and "[default: 32, or" in predict_help
+    serve_help = CliRunner().invoke(app, ["serve", "--help"], env=wide).stdout
+    assert "batchdigits[web]" in serve_help
+    assert "serve" in CliRunner().invoke(app, ["--help"], env=wide).stdout
