@@ -521,6 +521,13 @@ def serve(
 
     def ready(url: str) -> None:
         err.print(f"serving on {url} ({server.value}); Ctrl-C stops", highlight=False, markup=False)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(
+                f"warning: listening on {host}: anyone who can reach this machine can use "
+                "the page and the API (there is no login)",
+                highlight=False,
+                markup=False,
+            )
 
     _run(
         lambda: run_server(
