@@ -25,17 +25,15 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from .decode import DEFAULT_MAX_PIXELS, UnreadableImage
 from .errors import BatchDigitsError, ExitCode
-from .files import is_image_name
-from .lock import output_lock
-from .output import (
-    AtomicCsvWriter,
-    Row,
-    check_output_path,
-    check_overwrite,
-    header,
-    remove_stale_temps,
+from .files import check_input_folder, is_image_name
+from .output import AtomicCsvWriter, Row, check_output_path
+from .predict import (
+    PredictSummary,
+    _row,
+    claim_output,
+    resolve_review_threshold,
+    write_cell_rows,
 )
-from .predict import PredictSummary, _row, resolve_review_threshold
 from .progress import NullReporter, Reporter
 from .state import model_fingerprint
 
@@ -97,13 +95,6 @@ def _relative(path: str, root: str) -> str | None:
     path = path.replace(os.sep, "/") if "://" not in path else path
     root = root.replace(os.sep, "/") if "://" not in root else root
     return path[len(root) :] if path.startswith(root) else None
-
-
-def _wanted(rel: str | None) -> bool:
-    """An image by its name, not hidden (no path part starting with a dot)."""
-    if not rel:
-        return False
-    return is_image_name(rel) and not any(p.startswith(".") for p in rel.split("/"))
 
 
 # --------------------------------------------------------------------------- worker side
@@ -212,9 +203,12 @@ def _build(p, root: str, pattern: str, settings: dict, shards: str):
         # The local listing's rules: nothing under a hidden folder (not even counted);
         # hidden files and non-images counted as skipped; the output itself left out.
         rel = _relative(meta.path, root)
-        if not rel or any(part.startswith(".") for part in rel.split("/")[:-1]):
+        if not rel:
             return False
-        if not _wanted(rel):
+        *folders, name = rel.split("/")
+        if any(part.startswith(".") for part in folders):
+            return False
+        if name.startswith(".") or not is_image_name(name):
             skipped.inc()
             return False
         return os.path.realpath(meta.path) != exclude
@@ -311,15 +305,10 @@ def predict_folder_beam(
     t0 = time.perf_counter()
     root = os.fspath(input_dir)
     flags = beam_flags(beam_options)
-    remote = "://" in root
-    if not remote and not os.path.isdir(root):
-        from .errors import InputNotFoundError
-
-        what = "does not exist" if not os.path.lexists(root) else "is not a folder"
-        raise InputNotFoundError(f"input folder {root!r} {what}; pass a folder of images")
-    if not remote:
+    if "://" not in root:
+        check_input_folder(root)
         root = os.path.abspath(root)
-    check_output_path(output)
+    check_output_path(output)  # before the model check, as before; claim_output repeats it
     threshold = resolve_review_threshold(model, review_threshold)
     model_arg = os.fspath(model) if model is not None else None
     if model_arg is not None and "://" not in model_arg:
@@ -336,10 +325,7 @@ def predict_folder_beam(
         else "",
         review_threshold=threshold,
     )
-    with output_lock(output, wait_lock):
-        remove_stale_temps(output)
-        if not force:
-            check_overwrite(output, (header(False), header(True)))
+    with claim_output(output, force, wait_lock):
         options = PipelineOptions(flags)
         given = options.get_all_options()
         temp_root = given.get("temp_location") or None
@@ -386,13 +372,8 @@ def predict_folder_beam(
                     ].metadata_list
                 ]
                 with AtomicCsvWriter(output, probabilities) as writer:
-                    pending = []
-                    for cells in _sorted_lines(shard_paths, scratch):
-                        pending.append(cells[1:])
-                        if len(pending) >= 1024:
-                            _write(writer, pending, summary, reporter)
-                            pending = []
-                    _write(writer, pending, summary, reporter)
+                    rows = (line[1:] for line in _sorted_lines(shard_paths, scratch))
+                    summary.found = write_cell_rows(writer, rows, summary, reporter)
                 summary.stream_seconds = time.perf_counter() - t_stream
             finally:
                 reporter.stop()
@@ -403,14 +384,6 @@ def predict_folder_beam(
     summary.predicted = summary.found - summary.errors
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _write(writer, rows: list[list[str]], summary: PredictSummary, reporter) -> None:
-    writer.write_cells(rows)
-    summary.found += len(rows)
-    summary.errors += sum(1 for r in rows if r[4])
-    summary.needs_review += sum(1 for r in rows if r[3] == "true")
-    reporter.advance(len(rows))
 
 
 def _collect_metrics(result, summary: PredictSummary, metrics: dict | None) -> None:

@@ -338,6 +338,15 @@ def predict(
                 },
             )
 
+    common = {
+        "reporter": _reporter(quiet, log_every),
+        "max_pixels": max_pixels,
+        "review_threshold": review_threshold,
+        "probabilities": probabilities,
+        "force": force,
+        "wait_lock": wait_lock,
+    }
+
     def run_beam():
         from .beam_engine import predict_folder_beam
 
@@ -346,33 +355,17 @@ def predict(
             output,
             model,
             recursive,
-            reporter=_reporter(quiet, log_every),
-            max_pixels=max_pixels,
-            review_threshold=review_threshold,
-            probabilities=probabilities,
-            force=force,
-            wait_lock=wait_lock,
             beam_options=beam_option or (),
             min_batch_size=beam_min_batch,
             max_batch_size=beam_max_batch,
+            **common,
         )
 
     summary = _run(
         run_beam
         if engine is Engine.beam
         else lambda: predict_folder(
-            input_dir,
-            output,
-            model,
-            batch_size,
-            recursive,
-            reporter=_reporter(quiet, log_every),
-            max_pixels=max_pixels,
-            review_threshold=review_threshold,
-            probabilities=probabilities,
-            incremental=incremental,
-            force=force,
-            wait_lock=wait_lock,
+            input_dir, output, model, batch_size, recursive, incremental=incremental, **common
         ),
         record_failure,
     )

@@ -27,6 +27,13 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def check_input_folder(root: str) -> None:
+    """Raise :class:`InputNotFoundError` (exit 66) unless ``root`` is a folder."""
+    if not os.path.isdir(root):
+        what = "does not exist" if not os.path.lexists(root) else "is not a folder"
+        raise InputNotFoundError(f"input folder {root!r} {what}; pass a folder of images")
+
+
 def find_images(
     root: str | os.PathLike, recursive: bool = True, exclude: frozenset[str] = frozenset()
 ) -> Listing:
@@ -39,9 +46,7 @@ def find_images(
     could not be read, rather than vanishing.
     """
     root_str = os.fspath(root)
-    if not os.path.isdir(root_str):
-        what = "does not exist" if not os.path.lexists(root_str) else "is not a folder"
-        raise InputNotFoundError(f"input folder {root_str!r} {what}; pass a folder of images")
+    check_input_folder(root_str)
     listing = Listing(root=root_str)
     seen_dirs: set[tuple[int, int]] = set()
     excluded = {os.path.realpath(p) for p in exclude}

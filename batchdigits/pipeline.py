@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ._lazy import tf
 from .decode import DEFAULT_MAX_PIXELS, decode_tf
-from .preprocess import SIZE, normalize_batch, prepare
+from .preprocess import SIZE, normalize_batch, pad_batch, prepare
 
 
 def prepared_batches(ds, to_image, batch_size: int, skip_failures: bool = False):
@@ -184,16 +184,10 @@ def normalize_and_infer(grays, infer, batch_size: int):
     (:func:`infer_prepared`)."""
     import numpy as np
 
-    results = []
-    for start in range(0, len(grays), batch_size):
-        chunk = grays[start : start + batch_size]
-        h = max(g.shape[0] for g in chunk)
-        w = max(g.shape[1] for g in chunk)
-        batch = np.zeros((len(chunk), h, w), np.float32)
-        for i, g in enumerate(chunk):
-            batch[i, : g.shape[0], : g.shape[1]] = g
-        sizes = np.array([g.shape[:2] for g in chunk], np.int32)
-        results.append(infer_prepared(batch, sizes, infer, batch_size))
+    results = [
+        infer_prepared(*pad_batch(grays[start : start + batch_size]), infer, batch_size)
+        for start in range(0, len(grays), batch_size)
+    ]
     if not results:
         return np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32), []
     return tuple(np.concatenate(parts) for parts in zip(*results, strict=True))

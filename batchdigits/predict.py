@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,11 +111,7 @@ def predict_folder(
     """
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
-    check_output_path(output)
-    with output_lock(output, wait_lock):
-        remove_stale_temps(output)
-        if not force:
-            check_overwrite(output, (header(False), header(True)))
+    with claim_output(output, force, wait_lock):
         with AtomicCsvWriter(output, probabilities) as writer:
             listing = find_images(input_dir, recursive, exclude=frozenset({os.fspath(output)}))
             keras_model = load_model(model)
@@ -166,6 +163,43 @@ def predict_folder(
     return summary
 
 
+@contextlib.contextmanager
+def claim_output(output: str | os.PathLike, force: bool, wait_lock: float):
+    """Every engine's checks before it writes ``output``: a writable path, this run's
+    lock on it (waited for up to ``wait_lock`` s), stale temporary files of killed runs
+    removed, and no foreign file replaced unless ``force``. Held for the ``with`` body."""
+    check_output_path(output)
+    with output_lock(output, wait_lock):
+        remove_stale_temps(output)
+        if not force:
+            check_overwrite(output, (header(False), header(True)))
+        yield
+
+
+def write_cell_rows(writer, rows: Iterable[list[str]], summary: PredictSummary, reporter) -> int:
+    """Write formatted rows (``Row.cells``) 1,024 at a time, counting their errors and
+    review flags into ``summary`` and reporting progress; returns how many were written."""
+    written = 0
+    for chunk in _chunks(rows, 1024):
+        writer.write_cells(chunk)
+        summary.errors += sum(1 for cells in chunk if cells[4])
+        summary.needs_review += sum(1 for cells in chunk if cells[3] == "true")
+        reporter.advance(len(chunk))
+        written += len(chunk)
+    return written
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _count(summary: PredictSummary, rows: list[Row]) -> None:
     summary.errors += sum(1 for r in rows if r.error)
     summary.needs_review += sum(1 for r in rows if r.needs_review)
@@ -204,26 +238,15 @@ def _incremental(listing, output, settings, writer, summary, reporter, predict) 
     fresh = (row for rows in predict(Listing(listing.root, todo)) for row in rows)
     del todo
     old_rows = _Cursor(previous.rows())
-    pending: list = []
-    for i, rel in enumerate(listing.paths):
-        key = csv_path(rel)
-        old_rows.skip_to(key)
-        old = old_rows.take(key)
-        if reuse[i]:
-            cells = old[1]
-            if cells[3] == "true":
-                summary.needs_review += 1
-        else:
-            row = next(fresh)
-            _count(summary, [row])
-            cells = row.cells(settings["probabilities"])
-        pending.append(cells)
-        if len(pending) >= 1024:
-            writer.write_cells(pending)
-            reporter.advance(len(pending))
-            pending = []
-    writer.write_cells(pending)
-    reporter.advance(len(pending))
+
+    def cells_in_order() -> Iterator[list[str]]:
+        for i, rel in enumerate(listing.paths):
+            key = csv_path(rel)
+            old_rows.skip_to(key)
+            old = old_rows.take(key)
+            yield old[1] if reuse[i] else next(fresh).cells(settings["probabilities"])
+
+    write_cell_rows(writer, cells_in_order(), summary, reporter)
     return _Stamps(listing, sizes, mtimes)
 
 

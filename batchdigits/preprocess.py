@@ -336,15 +336,21 @@ def normalize_batch(gray, sizes):
     return t.where(_per_image(found)[..., None], out, 0.0) * 255.0, found
 
 
-def normalize_many(images):
-    """A list of decoded images of any sizes -> ``(inputs (N, 28, 28, 1), found (N,))``:
-    prepared one by one, zero-padded into one batch, normalised together."""
+def pad_batch(grays):
+    """Gray working images of any sizes (``prepare``'s output) -> one zero-padded batch
+    ``(B, H, W)`` and each image's ``sizes (B, 2)``, for :func:`normalize_batch`."""
     t = tf()
-    grays = [prepare(image) for image in images]
+    grays = [t.convert_to_tensor(g, t.float32) for g in grays]
     h = max(int(g.shape[0]) for g in grays)
     w = max(int(g.shape[1]) for g in grays)
     batch = t.stack([t.pad(g, [[0, h - g.shape[0]], [0, w - g.shape[1]]]) for g in grays])
-    return normalize_batch(batch, t.constant([list(g.shape) for g in grays], t.int32))
+    return batch, t.constant([list(g.shape) for g in grays], t.int32)
+
+
+def normalize_many(images):
+    """A list of decoded images of any sizes -> ``(inputs (N, 28, 28, 1), found (N,))``:
+    prepared one by one, zero-padded into one batch, normalised together."""
+    return normalize_batch(*pad_batch([prepare(image) for image in images]))
 
 
 def normalize_found(image):
