@@ -14,7 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from . import __version__
 from .decode import DEFAULT_MAX_PIXELS
@@ -27,7 +27,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True)  # one log line stays one line
+# One log line stays one line; text is printed as is (no markup, so a [bracket] in a
+# path or message survives): only _error's label is styled.
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+
+
+def _error(message: str, label: str = "error") -> None:
+    err.print(Text.assemble((f"{label}:", "bold red"), " ", message))
+
 
 T = TypeVar("T")
 
@@ -78,7 +85,10 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
     _stop_on_sigterm()
 
     def fail(code: ExitCode, message: str, shown: str | None = None) -> typer.Exit:
-        err.print(shown or f"[bold red]error:[/] {escape(message)}", highlight=False)
+        if shown is None:
+            _error(message)
+        elif shown:  # "" when the caller has printed it already
+            err.print(shown)
         if on_error is not None:
             on_error(int(code), message)
         return typer.Exit(int(code))
@@ -94,11 +104,12 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
         raise fail(code, message, message) from None
     except Exception as exc:  # the last resort: a bug, never a user error
         message = f"unexpected error: {type(exc).__name__}: {exc}"
-        shown = (
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}\n"
-            "This is a bug in batchdigits; please report it with the command you ran."
+        _error(
+            f"{type(exc).__name__}: {exc}\n"
+            "This is a bug in batchdigits; please report it with the command you ran.",
+            "unexpected error",
         )
-        raise fail(ExitCode.UNEXPECTED, message, shown) from None
+        raise fail(ExitCode.UNEXPECTED, message, "") from None
 
 
 def _stop_on_sigterm() -> None:
@@ -188,8 +199,7 @@ def train(
     err.print(
         f"saved {output}: test accuracy {card['test_accuracy']:.4f} on "
         f"{card['test_images']} MNIST test images, validation accuracy "
-        f"{card['validation_accuracy']:.4f}, {card['train_seconds']:.0f} s",
-        highlight=False,
+        f"{card['validation_accuracy']:.4f}, {card['train_seconds']:.0f} s"
     )
 
 
@@ -300,30 +310,21 @@ def predict(
     from .predict import predict_folder
 
     if engine is Engine.beam and incremental:
-        err.print(
-            "[bold red]error:[/] --incremental works with the local engine only", highlight=False
-        )
+        _error("--incremental works with the local engine only")
         raise typer.Exit(int(ExitCode.USAGE))
     if beam_min_batch is None:
         beam_min_batch = min(32, beam_max_batch)
     if beam_min_batch > beam_max_batch:
-        err.print(
-            "[bold red]error:[/] --beam-min-batch is larger than --beam-max-batch",
-            highlight=False,
-        )
+        _error("--beam-min-batch is larger than --beam-max-batch")
         raise typer.Exit(int(ExitCode.USAGE))
 
     if train_if_missing and model is None:
-        err.print("[bold red]error:[/] --train-if-missing needs --model PATH", highlight=False)
+        _error("--train-if-missing needs --model PATH")
         raise typer.Exit(int(ExitCode.USAGE))
     if train_if_missing and model is not None and not model.exists():
         from .train import train as train_model
 
-        err.print(
-            f"{model} does not exist: training a new model there first",
-            highlight=False,
-            markup=False,
-        )
+        err.print(f"{model} does not exist: training a new model there first")
         _run(lambda: train_model(model, data, verify=not skip_checksum, reporter=_reporter()))
 
     def record_failure(code: int, message: str) -> None:
@@ -377,13 +378,10 @@ def predict(
     if summary.escaped_names:
         err.print(
             f"warning: {summary.escaped_names} file names are not valid UTF-8; the CSV "
-            "writes each invalid byte as \\xNN",
-            highlight=False,
+            "writes each invalid byte as \\xNN"
         )
     for folder in summary.unreadable_folders:
-        err.print(
-            f"warning: cannot list folder {folder!r} (skipped)", highlight=False, markup=False
-        )
+        err.print(f"warning: cannot list folder {folder!r} (skipped)")
     reuse = ""
     if incremental:
         reuse = (
@@ -394,9 +392,7 @@ def predict(
         f"{summary.found} image files{reuse}: {summary.predicted} predicted, {summary.errors} "
         f"errors, {summary.needs_review} need review (confidence below "
         f"{summary.review_threshold:.4f} or no prediction); {summary.skipped} other files skipped; "
-        f"{summary.images_per_second:.0f} images/s; wrote {summary.output}",
-        highlight=False,
-        markup=False,
+        f"{summary.images_per_second:.0f} images/s; wrote {summary.output}"
     )
     raise typer.Exit(int(summary.exit_code))
 
@@ -442,7 +438,7 @@ def evaluate(
     _print_metrics(result.metrics)
     if report is not None:
         written = _run(lambda: write_report(result, report, str(input_dir)))
-        err.print(f"report: {', '.join(str(p) for p in written)}", highlight=False, markup=False)
+        err.print(f"report: {', '.join(str(p) for p in written)}")
     raise typer.Exit(int(ExitCode.PARTIAL if result.metrics["errors"] else ExitCode.OK))
 
 
@@ -513,13 +509,11 @@ def serve(
     from .web import serve as run_server
 
     def ready(url: str) -> None:
-        err.print(f"serving on {url} ({server.value}); Ctrl-C stops", highlight=False, markup=False)
+        err.print(f"serving on {url} ({server.value}); Ctrl-C stops")
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(
                 f"warning: listening on {host}: anyone who can reach this machine can use "
-                "the page and the API (there is no login)",
-                highlight=False,
-                markup=False,
+                "the page and the API (there is no login)"
             )
 
     _run(
@@ -541,7 +535,7 @@ def _write_summary(path: Path, data: dict) -> None:
     try:
         write_json_atomic(path, data)
     except BatchDigitsError as exc:
-        err.print(f"[bold red]error:[/] --summary-json: {escape(str(exc))}", highlight=False)
+        _error(f"--summary-json: {exc}")
 
 
 def main() -> None:

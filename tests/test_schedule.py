@@ -369,14 +369,15 @@ def test_unexpected_errors_exit_1_without_a_traceback(digit_folder, tmp_path, mo
     import batchdigits.predict as predict_module
 
     def boom(*args, **kwargs):
-        raise RuntimeError("disk on fire")
+        raise RuntimeError("disk on fire [sector 7]")
 
     monkeypatch.setattr(predict_module, "predict_folder", boom)
     root, _ = digit_folder
     s = tmp_path / "s.json"
     result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--summary-json", str(s))
     assert result.exit_code == 1
-    assert "disk on fire" in result.stderr and "bug" in result.stderr
+    assert "unexpected error: RuntimeError: disk on fire [sector 7]" in result.stderr
+    assert "bug" in result.stderr
     assert "Traceback" not in result.output
     assert _summary(s)["exit_code"] == 1 and "disk on fire" in _summary(s)["error"]
 
