@@ -40,6 +40,14 @@ _BACKGROUND_SAMPLES = 48  # the background grid: each image resampled to 48x48 .
 _SPECK_GRID = 32  # speck test: ink density on a 32x32 grid ...
 _SPECK_FRACTION = 0.1  # ... below this fraction of the densest area is a speck
 _BOX_INK = 0.1  # pixels this dark (of full ink) or more define the digit's box
+_ANALYSIS = 32  # polarity is decided on a copy this small (of 64x64 samples, averaged)
+_NOISE_SAMPLES = 48  # the paper's noise level is measured on 48x48 samples
+_NOISY_SHARE = 0.03  # more than this share of ink pixels standing alone: salt and pepper
+_LINE_SHARE = 0.75  # a row or column this full of ink is a line, not part of a digit
+_EDGE_ZONE = 0.4  # lines are removed within this share of the side from an edge
+_MIN_STROKE_PIXELS = 4.0  # the ink's box must be at least this long ...
+_MIN_STROKE_SHARE = 0.06  # ... and this share of the image's longer side
+_MIN_CLUSTERING = 0.15  # how much more often than chance ink neighbours ink, at least
 
 #: Per channel count C (row C), the weights that turn a pixel into gray (ITU-R BT.601
 #: luma for colour, as Pillow's ``convert("L")``) and the one that picks its alpha.
@@ -99,18 +107,6 @@ def _masked_quantile(values, mask, q: float):
     index = t.cast(t.round(q * t.cast(t.maximum(n - 1, 0), t.float32)), t.int32)
     picked = t.gather(ordered, index[:, None], batch_dims=1)[:, 0]
     return t.where(n > 0, picked, 0.0)
-
-
-def _border(x, h, w):
-    """The border pixels of each image's valid region: values and mask, ``(B, 2W + 2H)``."""
-    t = tf()
-    H, W = t.shape(x)[1], t.shape(x)[2]
-    top, left = x[:, 0, :], x[:, :, 0]
-    bottom = t.gather(x, (h - 1)[:, None], axis=1, batch_dims=1)[:, 0, :]
-    right = t.gather(x, (w - 1)[:, None], axis=2, batch_dims=1)[:, :, 0]
-    in_w = t.range(W)[None, :] < w[:, None]
-    in_h = t.range(H)[None, :] < h[:, None]
-    return t.concat([top, bottom, left, right], 1), t.concat([in_w, in_w, in_h, in_h], 1)
 
 
 def _per_image(v):
@@ -180,29 +176,63 @@ def _spread_back(grid, h, w, shape, interpolation: str):
 # --------------------------------------------------------------------------- steps 2-6
 
 
-def _inside_3(n, extent):
-    """``(B, n)``: how many of positions i - 1, i, i + 1 lie inside ``[0, extent)``."""
+def _gaussian_blur(x, sigma: float, radius: int):
+    """``(B, n, n)`` blurred by a Gaussian (separable; edges mirrored)."""
     t = tf()
-    i = t.range(n)[None, :]
-    return sum(t.cast((i + d >= 0) & (i + d < extent[:, None]), t.float32) for d in (-1, 0, 1))
+    r = t.range(-radius, radius + 1, dtype=t.float32)
+    k = t.exp(-(r**2) / (2.0 * sigma**2))
+    k = k / t.reduce_sum(k)
+    y = t.pad(x, [[0, 0], [radius, radius], [radius, radius]], mode="SYMMETRIC")[..., None]
+    y = t.nn.conv2d(y, k[:, None, None, None], 1, "VALID")
+    return t.nn.conv2d(y, k[None, :, None, None], 1, "VALID")[..., 0]
 
 
-def _ink_bright(x, h, w, valid, border, border_mask):
-    """Invert where the ink is darker than the background: the background level is the
-    border's median, and the ink is whichever extreme (of a 3x3-smoothed image, so lone
-    noisy pixels do not count) lies farther from it. ``x`` is zero outside ``valid``."""
+def _otsu(values):
+    """Per row of ``values (B, N)`` in 0..255: Otsu's threshold (64 bins): the level that
+    best splits the values into two classes (largest between-class variance)."""
     t = tf()
-    # The 3x3 mean of the valid pixels: a 3x3 sum (one convolution) over the count of
-    # valid pixels in the window, which for a rectangle is rows x columns.
-    total = t.nn.conv2d(x[..., None], t.ones([3, 3, 1, 1]), 1, "SAME")[..., 0]
-    count = _inside_3(t.shape(x)[1], h)[:, :, None] * _inside_3(t.shape(x)[2], w)[:, None, :]
-    smooth = total / t.maximum(count, 1.0)
-    background = _masked_quantile(border, border_mask, 0.5)
-    darkest = t.reduce_min(t.where(valid, smooth, 3.0e38), axis=[1, 2])
-    brightest = t.reduce_max(t.where(valid, smooth, -3.0e38), axis=[1, 2])
-    dark_ink = background - darkest > brightest - background
-    flipped_border = t.where(dark_ink[:, None], 255.0 - border, border)
-    return t.where(_per_image(dark_ink), 255.0 - x, x), flipped_border
+    bins = t.clip_by_value(t.cast(values / 4.0, t.int32), 0, 63)
+    hist = t.math.bincount(bins, minlength=64, maxlength=64, axis=-1, dtype=t.float32)
+    p = hist / t.maximum(t.reduce_sum(hist, 1, keepdims=True), 1.0)
+    centres = t.range(64, dtype=t.float32) * 4.0 + 2.0
+    below = t.cumsum(p, 1)
+    mean_below = t.cumsum(p * centres, 1)
+    between = (mean_below[:, -1:] * below - mean_below) ** 2 / t.maximum(
+        below * (1.0 - below), 1e-9
+    )
+    return t.cast(t.argmax(between, 1), t.float32) * 4.0 + 4.0
+
+
+def _survival(mask):
+    """Share of each mask's pixels that survive a 3x3 erosion: low for thin strokes."""
+    t = tf()
+    m = t.cast(mask, t.float32)[..., None]
+    eroded = -t.nn.max_pool2d(-m, 3, 1, "SAME")
+    return t.reduce_sum(eroded, [1, 2, 3]) / t.maximum(t.reduce_sum(m, [1, 2, 3]), 1.0)
+
+
+def _ink_is_bright(gray, h, w):
+    """Per image: True where the ink is brighter than the paper. Decided on a small copy
+    without its slow shading (a 3x3 mean minus a wide blur), split in two by Otsu's
+    threshold; three cues vote, none of which assumes a margin of paper: the ink is the
+    thinner class (it loses more to an erosion), the smaller class, and the class that
+    does not hold most of the image's sides (the median of the four sides, so two dark
+    bands along the edges do not decide)."""
+    t = tf()
+    small = _resample(gray, h, w, _ANALYSIS, pool=2)
+    small = t.nn.avg_pool2d(small[..., None], 3, 1, "SAME")[..., 0]
+    detail = small - _gaussian_blur(small, _ANALYSIS / 5.0, _ANALYSIS // 2 - 1)
+    low = t.reduce_min(detail, [1, 2], keepdims=True)
+    spread = t.maximum(t.reduce_max(detail, [1, 2], keepdims=True) - low, 1e-6)
+    levels = (detail - low) / spread * 255.0
+    bright = levels >= _otsu(t.reshape(levels, [t.shape(levels)[0], -1]))[:, None, None]
+    thinner = _survival(~bright) - _survival(bright)
+    smaller = 0.5 - t.reduce_mean(t.cast(bright, t.float32), [1, 2])
+    b = t.cast(bright, t.float32)
+    sides = t.stack([b[:, 0, :], b[:, -1, :], b[:, :, 0], b[:, :, -1]], 1)
+    ordered = t.sort(t.reduce_mean(sides, 2), axis=1)
+    not_sides = 0.5 - (ordered[:, 1] + ordered[:, 2]) / 2.0
+    return thinner + smaller + not_sides > 0.0
 
 
 def _background(x, h, w):
@@ -217,20 +247,98 @@ def _background(x, h, w):
     return _spread_back(grid, h, w, t.shape(x)[1:3], "BILINEAR")
 
 
-def _stretch(x, valid, border, border_mask):
-    """Ink to 0..1 above a noise threshold from the border; also the ink's contrast."""
+def _stretch(x, h, w, valid):
+    """Ink to 0..1 above a noise threshold; also the ink's contrast. The threshold comes
+    from the paper class of a small copy (below Otsu's threshold), wherever the paper is:
+    no margin is assumed."""
     t = tf()
     peak = t.reduce_max(x, axis=[1, 2])
     strong = t.cast(x > 0.75 * _per_image(peak), t.float32)
     ink = t.reduce_sum(x * strong, [1, 2]) / t.maximum(t.reduce_sum(strong, [1, 2]), 1.0)
-    level = _masked_quantile(border, border_mask, 0.5)
-    # 3x the spread from the median to the 90th percentile: about 4 sigma for paper
-    # noise, and right too for noise clipped at black (where the median is 0).
-    spread = _masked_quantile(border, border_mask, 0.9) - level
-    threshold = t.maximum(level + 3.0 * spread, 0.05 * ink)
+    small = t.reshape(_resample(x, h, w, _NOISE_SAMPLES), [t.shape(x)[0], -1])
+    top = t.maximum(t.reduce_max(small, 1, keepdims=True), 1e-6)
+    paper = small * (255.0 / top) < _otsu(small * (255.0 / top))[:, None]
+    level = _masked_quantile(small, paper, 0.5)
+    # 3x the spread from the 10th percentile to the median: about 4 sigma for paper
+    # noise. The lower half, because the paper class's upper half holds the blurred
+    # edges of strokes; for noise clipped at black (median 0) the threshold is the floor.
+    spread = level - _masked_quantile(small, paper, 0.1)
+    threshold = t.minimum(t.maximum(level + 3.0 * spread, 0.05 * ink), 0.5 * ink)
     scale = t.maximum(ink - threshold, 1e-3)
     out = t.clip_by_value((x - _per_image(threshold)) / _per_image(scale), 0.0, 1.0)
     return out * t.cast(valid, t.float32), ink - threshold
+
+
+def _neighbours(mask):
+    """How many pixels of each 3x3 neighbourhood (the pixel included) are in ``mask``."""
+    t = tf()
+    m = t.cast(mask, t.float32)[..., None]
+    return t.nn.conv2d(m, t.ones([3, 3, 1, 1]), 1, "SAME")[..., 0]
+
+
+def _without_salt_and_pepper(x):
+    """Where many ink pixels stand alone (salt-and-pepper noise, sensor speckle), keep
+    only ink with at least two ink neighbours, twice over (so pairs and short runs of
+    noise go too, while strokes, even 1 px thin ones, stay). Clean images are untouched:
+    their ink pixels almost never stand alone."""
+    t = tf()
+    ink = x > 0
+    alone = t.reduce_sum(t.cast(ink & (_neighbours(ink) <= 1.0), t.float32), [1, 2])
+    noisy = alone > _NOISY_SHARE * t.reduce_sum(t.cast(ink, t.float32), [1, 2])
+    kept = ink & (_neighbours(ink) >= 3.0)
+    kept = kept & (_neighbours(kept) >= 3.0)
+    return t.where(noisy[:, None, None], x * t.cast(kept, t.float32), x)
+
+
+def _line_cuts(line, rest, extent):
+    """One axis of :func:`_without_edge_lines`: ``line (B, N)`` marks full-length ink lines,
+    ``rest (B, N)`` any other ink. Returns ``(start, stop) (B,)``, the part to keep. A line
+    within the outer :data:`_EDGE_ZONE` of either end is cut off, with everything beyond
+    it, when no other ink lies just inside it, or when it runs from the very edge and the
+    other ink keeps a margin at the far end (a band that touches a digit; a tight crop's
+    bar, whose digit reaches the far edge, stays)."""
+    t = tf()
+    n = t.shape(line)[1]
+    i = t.range(n)[None, :]
+    e = extent[:, None]
+    inside = i < e
+    free = ~line & ~rest
+    gap_after = t.concat([free[:, 1:], t.zeros_like(line[:, :1])], 1)
+    gap_before = t.concat([t.zeros_like(line[:, :1]), free[:, :-1]], 1)
+    other = t.cast(~line & inside, t.int32)
+    from_start = t.cumsum(other, 1) == 0
+    to_end = (t.cumsum(other, 1, reverse=True) == 0) & inside
+    first = t.argmax(other, 1, output_type=t.int32)
+    last = n - 1 - t.argmax(other[:, ::-1], 1, output_type=t.int32)
+    margin_first = ~t.gather(rest, first[:, None], batch_dims=1)
+    margin_last = ~t.gather(rest, last[:, None], batch_dims=1)
+    zone = t.cast(t.cast(extent, t.float32) * _EDGE_ZONE, t.int32)[:, None]
+    near_start = line & (i + 1 < zone) & (gap_after | (from_start & margin_last))
+    near_end = line & inside & (i >= e - zone) & (gap_before | (to_end & margin_first))
+    start = t.reduce_max(t.where(near_start, i + 1, 0), 1)
+    stop = t.reduce_min(t.where(near_end, i, e), 1)
+    return start, stop
+
+
+def _without_edge_lines(x, h, w):
+    """Remove dark margins, form rulings and box sides along the edges: rows or columns
+    that are ink across :data:`_LINE_SHARE` of the image, near an edge, and separated from
+    the rest of the ink by a gap (a 7's bar joins its stem, a ruling does not touch the
+    digit). Everything between such a line and its edge goes with it."""
+    t = tf()
+    ink = x >= 0.25
+    f = t.cast(ink, t.float32)
+    line_row = t.reduce_sum(f, 2) >= _LINE_SHARE * t.cast(w, t.float32)[:, None]
+    line_col = t.reduce_sum(f, 1) >= _LINE_SHARE * t.cast(h, t.float32)[:, None]
+    rest = ink & ~line_row[:, :, None] & ~line_col[:, None, :]
+    top, bottom = _line_cuts(line_row, t.reduce_any(rest, 2), h)
+    left, right = _line_cuts(line_col, t.reduce_any(rest, 1), w)
+    rows = t.range(t.shape(x)[1])[None, :]
+    cols = t.range(t.shape(x)[2])[None, :]
+    keep_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
+    keep_cols = (cols >= left[:, None]) & (cols < right[:, None])
+    keep = keep_rows[:, :, None] & keep_cols[:, None, :]
+    return x * t.cast(keep, t.float32)
 
 
 def _without_specks(x, h, w):
@@ -250,6 +358,26 @@ def _first_last(mask):
     n = t.shape(mask)[1]
     m = t.cast(mask, t.int32)
     return t.argmax(m, 1, output_type=t.int32), n - t.argmax(m[:, ::-1], 1, output_type=t.int32)
+
+
+def _has_stroke(x, h, w):
+    """Per image: does the ink hold a stroke? Its box must reach
+    :data:`_MIN_STROKE_SHARE` of the image's longer side (a dot or a speck is no digit),
+    and its pixels must cluster: an ink pixel's neighbours are ink far more often than
+    pixels at random are (noise and grain have no strokes)."""
+    t = tf()
+    ink = x >= 0.5
+    y0, y1 = _first_last(t.reduce_any(ink, axis=2))
+    x0, x1 = _first_last(t.reduce_any(ink, axis=1))
+    longer = t.cast(t.maximum(h, w), t.float32)
+    side = t.cast(t.maximum(y1 - y0, x1 - x0), t.float32)
+    big_enough = side >= t.maximum(_MIN_STROKE_PIXELS, _MIN_STROKE_SHARE * longer)
+    f = t.cast(ink, t.float32)
+    count = t.maximum(t.reduce_sum(f, [1, 2]), 1.0)
+    together = t.reduce_sum(f * (_neighbours(ink) - 1.0), [1, 2]) / (8.0 * count)
+    share = count / t.cast(h * w, t.float32)
+    clustered = together - share >= _MIN_CLUSTERING * (1.0 - share)
+    return t.reduce_any(ink, [1, 2]) & big_enough & clustered
 
 
 def _fit_box(x):
@@ -324,14 +452,14 @@ def normalize_batch(gray, sizes):
     valid = (t.range(H)[None, :, None] < h[:, None, None]) & (
         t.range(W)[None, None, :] < w[:, None, None]
     )
-    border, border_mask = _border(gray, h, w)
-    x, border = _ink_bright(gray, h, w, valid, border, border_mask)
-    background = _background(x, h, w)
-    x = t.nn.relu(x - background) * t.cast(valid, t.float32)
-    border_bg, _ = _border(background, h, w)
-    x, contrast = _stretch(x, valid, t.nn.relu(border - border_bg), border_mask)
+    bright = _ink_is_bright(gray, h, w)
+    x = t.where(_per_image(bright), gray, 255.0 - gray) * t.cast(valid, t.float32)
+    x = t.nn.relu(x - _background(x, h, w)) * t.cast(valid, t.float32)
+    x, contrast = _stretch(x, h, w, valid)
+    x = _without_salt_and_pepper(x)
+    x = _without_edge_lines(x, h, w)
     x = _without_specks(x, h, w)
-    found = (contrast >= MIN_CONTRAST) & t.reduce_any(x >= _BOX_INK, axis=[1, 2])
+    found = (contrast >= MIN_CONTRAST) & _has_stroke(x, h, w)
     out = _centre(_fit_box(x))
     return t.where(_per_image(found)[..., None], out, 0.0) * 255.0, found
 
