@@ -8,9 +8,10 @@ edges, low resolution scaled back up, a thin line across the digit, dark bands a
 along the edges, a textured background, low and uneven contrast, thresholding to 1 bit,
 salt-and-pepper noise, and dark ink on light paper. The result then goes through the
 shared normalisation, so the model trains on exactly what it sees at prediction time
-(the polarity decision, the line removal and the noise cleaning included). It works on whole batches (one op per step for the batch, each image
-with its own random draw), and everything is stateless random ops keyed on a seed per
-batch: the same ``--seed`` gives the same augmented data.
+(the polarity decision, the line removal and the noise cleaning included). It works on
+whole batches (one op per step for the batch, each image with its own random draw), and
+everything is stateless random ops keyed on a seed per batch: the same ``--seed`` gives
+the same augmented data.
 """
 
 from __future__ import annotations
@@ -189,9 +190,7 @@ def _texture(seeds, n, side):
     pos = t.cast(t.range(side), t.float32)
     angle = _uniform(seeds[1], n, 0.0, math.pi)[:, None, None]
     freq = _uniform(seeds[2], n, 0.1, 0.8)[:, None, None]
-    stripes = t.sin(
-        (pos[None, :, None] * t.cos(angle) + pos[None, None, :] * t.sin(angle)) * freq
-    )
+    stripes = t.sin((pos[None, :, None] * t.cos(angle) + pos[None, None, :] * t.sin(angle)) * freq)
     stripes = stripes * _uniform(seeds[3], n, 0.0, 40.0)[:, None, None]
     grain = t.random.stateless_normal([n, side, side], seed=seeds[4])
     grain = grain * _uniform(seeds[5], n, 0.0, 15.0)[:, None, None]
@@ -206,7 +205,8 @@ def _compose(ink, seeds, n):
     side = t.shape(ink)[1]
     alpha = t.clip_by_value(ink / 255.0, 0.0, 1.0)
     paper = _uniform(seeds[0], n, 0.0, MAX_PAPER)[:, None, None, None]
-    paper = t.where(_chosen(seeds[1], n, REAL_WORLD["texture"]), _texture(seeds[2:9], n, side), paper)
+    textured = _chosen(seeds[1], n, REAL_WORLD["texture"])
+    paper = t.where(textured, _texture(seeds[2:9], n, side), paper)
     pen = t.fill([n, 1, 1, 1], 255.0)
     low = _chosen(seeds[9], n, REAL_WORLD["low_contrast"])
     faint = paper + _uniform(seeds[10], n, 25.0, 90.0)[:, None, None, None]
@@ -237,7 +237,8 @@ def _real_world(x, seeds, n):
     )
     line = _crossing_line(x, seeds[5:11], n)
     x = t.where(_chosen(seeds[11], n, REAL_WORLD["crossing_line"]), line, x)
-    return t.where(_chosen(seeds[12], n, REAL_WORLD["edge_lines"]), _edge_lines(x, seeds[13:30], n), x)
+    lined = _chosen(seeds[12], n, REAL_WORLD["edge_lines"])
+    return t.where(lined, _edge_lines(x, seeds[13:30], n), x)
 
 
 def augment_batch(digits, seed, fraction: float = 1.0):

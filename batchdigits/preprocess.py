@@ -3,19 +3,24 @@ by training, prediction and every front end.
 
 MNIST digits were fitted, aspect ratio kept, into a 20x20 box (anti-aliased) and placed
 in a 28x28 field with their centre of mass at the centre; ink is bright on black.
-:func:`normalize` does the same for any decoded image:
+:func:`normalize` does the same for any decoded image, and assumes nothing about a margin
+of paper (real crops from forms have none: the ink touches the edges):
 
 1. grayscale (alpha composited onto white: dark strokes on a transparent background
    read as ink on paper); images larger than :data:`WORK_SIZE` are first scaled down (box filter);
-2. polarity: the border's median is the background; if the image's darkest area lies
-   farther below it than its brightest area lies above it, the ink is dark: invert;
+2. polarity: on a small copy without its slow shading, Otsu's threshold splits the pixels
+   in two; the ink is the class that is thinner (loses more to an erosion), smaller, and
+   does not hold most of the image's sides (three votes; bands along two edges or a bold
+   digit touching every edge do not decide alone): dark ink is inverted;
 3. background: subtract a smooth estimate of the paper level (local minima over a
    coarse grid, so uneven lighting goes too), then stretch the ink to 0..1 above a
-   noise threshold taken from the border, so faint strokes survive but paper texture
-   and JPEG noise do not;
-4. crop to the ink's bounding box, ignoring isolated specks (ink whose neighbourhood
-   holds almost no other ink);
-5. resize the longer side to 20 px, aspect ratio kept, anti-aliased (also upwards);
+   noise threshold measured on the paper class (Otsu again), so faint strokes survive
+   but paper texture and JPEG noise do not;
+4. cleaning: salt-and-pepper noise (where many ink pixels stand alone), dark margins and
+   rulings along the edges (full-length lines apart from the digit), and isolated specks
+   go; an image with no stroke left (blank, uniform, gradient, noise, a dot) is no digit;
+5. crop to the ink's bounding box and resize the longer side to 20 px, aspect ratio
+   kept, anti-aliased (also upwards);
 6. place in 28x28 with the centre of mass at pixel (14, 14), where MNIST has it
    (whole-pixel shift, clamped so nothing is cut off).
 
@@ -27,6 +32,8 @@ image (Pillow fallback, web page, tests): one code path everywhere.
 """
 
 from __future__ import annotations
+
+import functools
 
 from ._lazy import tf
 
@@ -99,16 +106,6 @@ def prepare(image):
 # --------------------------------------------------------------------------- batched helpers
 
 
-def _masked_quantile(values, mask, q: float):
-    """Per row of ``values (B, N)``: the ``q`` quantile of the entries where ``mask``."""
-    t = tf()
-    ordered = t.sort(t.where(mask, values, 3.0e38), axis=1)
-    n = t.reduce_sum(t.cast(mask, t.int32), axis=1)
-    index = t.cast(t.round(q * t.cast(t.maximum(n - 1, 0), t.float32)), t.int32)
-    picked = t.gather(ordered, index[:, None], batch_dims=1)[:, 0]
-    return t.where(n > 0, picked, 0.0)
-
-
 def _per_image(v):
     return v[:, None, None]
 
@@ -155,16 +152,17 @@ def _resample(x, h, w, size: int, pool: int = 1):
     return _apply(weights(h, t.shape(x)[1]), x, weights(w, t.shape(x)[2]))
 
 
-def _spread_back(grid, h, w, shape, interpolation: str):
+def _spread_back(grid, h, w, shape, interpolation: str, border: int = 0):
     """A ``(B, g, g)`` grid stretched back over each image's valid region (pixel centres
-    aligned; beyond the grid's edge its edge value): ``(B, H, W)``, ``interpolation`` is
-    ``"BILINEAR"`` or ``"NEAREST"``."""
+    aligned on the inner grid's cells; beyond the grid's edge its edge value): ``(B, H,
+    W)``, ``interpolation`` is ``"BILINEAR"`` or ``"NEAREST"``. A grid with a ``border``
+    of extra cells on each side (:func:`_pad_linear`) is read into that border instead."""
     t = tf()
     g = t.shape(grid)[1]
 
     def weights(extent, n):
-        scale = t.cast(g, t.float32) / t.cast(extent, t.float32)
-        pos = (t.range(n, dtype=t.float32)[None, :] + 0.5) * scale[:, None] - 0.5
+        scale = t.cast(g - 2 * border, t.float32) / t.cast(extent, t.float32)
+        pos = (t.range(n, dtype=t.float32)[None, :] + 0.5) * scale[:, None] - 0.5 + border
         pos = t.clip_by_value(pos, 0.0, t.cast(g - 1, t.float32))
         if interpolation == "NEAREST":
             return t.one_hot(t.cast(t.floor(pos + 0.5), t.int32), g)
@@ -173,78 +171,128 @@ def _spread_back(grid, h, w, shape, interpolation: str):
     return _apply(weights(h, shape[0]), grid, weights(w, shape[1]))
 
 
+def _pad_linear(grid):
+    """``(B, n, n) -> (B, n + 2, n + 2)``: one more cell on each side, extrapolated
+    linearly from the two cells inside it (a slope goes on as a slope)."""
+    t = tf()
+    grid = t.concat([2 * grid[:, :1] - grid[:, 1:2], grid, 2 * grid[:, -1:] - grid[:, -2:-1]], 1)
+    return t.concat(
+        [2 * grid[:, :, :1] - grid[:, :, 1:2], grid, 2 * grid[:, :, -1:] - grid[:, :, -2:-1]], 2
+    )
+
+
 # --------------------------------------------------------------------------- steps 2-6
 
 
-def _gaussian_blur(x, sigma: float, radius: int):
-    """``(B, n, n)`` blurred by a Gaussian (separable; edges mirrored)."""
-    t = tf()
-    r = t.range(-radius, radius + 1, dtype=t.float32)
-    k = t.exp(-(r**2) / (2.0 * sigma**2))
-    k = k / t.reduce_sum(k)
-    y = t.pad(x, [[0, 0], [radius, radius], [radius, radius]], mode="SYMMETRIC")[..., None]
-    y = t.nn.conv2d(y, k[:, None, None, None], 1, "VALID")
-    return t.nn.conv2d(y, k[None, :, None, None], 1, "VALID")[..., 0]
+@functools.lru_cache(maxsize=4)
+def _blur_matrix(n: int, sigma: float):
+    """``(n, n)`` matrix of a 1-D Gaussian blur with mirrored edges (numpy)."""
+    import numpy as np
+
+    i = np.arange(n)
+    out = np.zeros((n, n))
+    for j in range(-3 * n, 4 * n):  # every mirrored copy of every source pixel
+        k = j % (2 * n)
+        source = k if k < n else 2 * n - 1 - k
+        np.add.at(out, (i, np.full(n, source)), np.exp(-((i - j) ** 2) / (2 * sigma**2)))
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _otsu(values):
-    """Per row of ``values (B, N)`` in 0..255: Otsu's threshold (64 bins): the level that
-    best splits the values into two classes (largest between-class variance)."""
+def _gaussian_blur(x, n: int, sigma: float):
+    """``(B, n, n)`` blurred by a wide Gaussian: two products with one constant matrix."""
     t = tf()
-    bins = t.clip_by_value(t.cast(values / 4.0, t.int32), 0, 63)
-    hist = t.math.bincount(bins, minlength=64, maxlength=64, axis=-1, dtype=t.float32)
+    g = t.constant(_blur_matrix(n, sigma))
+    return t.linalg.matmul(t.linalg.matmul(g[None], x), g[None], transpose_b=True)
+
+
+def _histogram(levels):
+    """Per row of ``levels (B, N)`` in 0..255: counts in 256 bins of one level, ``(B, 256)``."""
+    t = tf()
+    bins = t.clip_by_value(t.cast(levels, t.int32), 0, 255)
+    return t.math.bincount(bins, minlength=256, maxlength=256, axis=-1, dtype=t.float32)
+
+
+def _otsu(hist):
+    """Otsu's threshold of each ``hist (B, 256)``: the first bin of the upper class of the
+    split with the largest between-class variance."""
+    t = tf()
     p = hist / t.maximum(t.reduce_sum(hist, 1, keepdims=True), 1.0)
-    centres = t.range(64, dtype=t.float32) * 4.0 + 2.0
     below = t.cumsum(p, 1)
-    mean_below = t.cumsum(p * centres, 1)
+    mean_below = t.cumsum(p * t.range(256, dtype=t.float32), 1)
     between = (mean_below[:, -1:] * below - mean_below) ** 2 / t.maximum(
         below * (1.0 - below), 1e-9
     )
-    return t.cast(t.argmax(between, 1), t.float32) * 4.0 + 4.0
+    return t.argmax(between, 1, output_type=t.int32) + 1
+
+
+def _quantile(hist, q: float, below=None):
+    """The ``q`` quantile (a level, bin centre) of each ``hist (B, 256)``, counting only
+    the bins under ``below (B,)`` when given."""
+    t = tf()
+    if below is not None:
+        hist = hist * t.cast(t.range(256)[None, :] < below[:, None], t.float32)
+    cdf = t.cumsum(hist, 1)
+    reached = cdf >= q * t.maximum(cdf[:, -1:], 1e-9)
+    return t.cast(t.argmax(t.cast(reached, t.int32), 1), t.float32) + 0.5
 
 
 def _survival(mask):
-    """Share of each mask's pixels that survive a 3x3 erosion: low for thin strokes."""
+    """Share of the pixels of each ``mask (B, H, W)`` and of its complement that survive
+    a 3x3 erosion, ``(B, 2)``: low for thin strokes."""
     t = tf()
-    m = t.cast(mask, t.float32)[..., None]
+    m = t.cast(t.stack([mask, ~mask], -1), t.float32)
     eroded = -t.nn.max_pool2d(-m, 3, 1, "SAME")
-    return t.reduce_sum(eroded, [1, 2, 3]) / t.maximum(t.reduce_sum(m, [1, 2, 3]), 1.0)
+    return t.reduce_sum(eroded, [1, 2]) / t.maximum(t.reduce_sum(m, [1, 2]), 1.0)
 
 
 def _ink_is_bright(gray, h, w):
     """Per image: True where the ink is brighter than the paper. Decided on a small copy
     without its slow shading (a 3x3 mean minus a wide blur), split in two by Otsu's
-    threshold; three cues vote, none of which assumes a margin of paper: the ink is the
-    thinner class (it loses more to an erosion), the smaller class, and the class that
-    does not hold most of the image's sides (the median of the four sides, so two dark
-    bands along the edges do not decide)."""
+    threshold; four cues vote, none of which assumes a margin of paper: the ink is the
+    thinner class (it loses more to an erosion), the smaller class, the class that does
+    not hold most of the image's sides (the median of the four sides, so two dark bands
+    along the edges do not decide), and the extreme farther from the median level (half a
+    vote: it finds a thin stroke too small for Otsu to split off)."""
     t = tf()
     small = _resample(gray, h, w, _ANALYSIS, pool=2)
     small = t.nn.avg_pool2d(small[..., None], 3, 1, "SAME")[..., 0]
-    detail = small - _gaussian_blur(small, _ANALYSIS / 5.0, _ANALYSIS // 2 - 1)
+    detail = small - _gaussian_blur(small, _ANALYSIS, _ANALYSIS / 5.0)
     low = t.reduce_min(detail, [1, 2], keepdims=True)
     spread = t.maximum(t.reduce_max(detail, [1, 2], keepdims=True) - low, 1e-6)
     levels = (detail - low) / spread * 255.0
-    bright = levels >= _otsu(t.reshape(levels, [t.shape(levels)[0], -1]))[:, None, None]
-    thinner = _survival(~bright) - _survival(bright)
+    hist = _histogram(t.reshape(levels, [t.shape(levels)[0], -1]))
+    bright = levels >= t.cast(_otsu(hist), t.float32)[:, None, None]
+    survival = _survival(bright)
+    thinner = survival[:, 1] - survival[:, 0]
     smaller = 0.5 - t.reduce_mean(t.cast(bright, t.float32), [1, 2])
     b = t.cast(bright, t.float32)
     sides = t.stack([b[:, 0, :], b[:, -1, :], b[:, :, 0], b[:, :, -1]], 1)
     ordered = t.sort(t.reduce_mean(sides, 2), axis=1)
     not_sides = 0.5 - (ordered[:, 1] + ordered[:, 2]) / 2.0
-    return thinner + smaller + not_sides > 0.0
+    # A fourth, for ink too small for Otsu to split off (a thin stroke on a big page):
+    # the extreme that lies farther from the typical level.
+    farther = (255.0 - 2.0 * _quantile(hist, 0.5)) / 255.0 / 2.0
+    return thinner + smaller + not_sides + farther > 0.0
 
 
 def _background(x, h, w):
-    """A smooth estimate of the paper level: minima over a 6x6 grid of cells, eroded over
-    neighbouring cells, smoothed, and stretched back over the image."""
+    """A smooth estimate of the paper level: minima over a 6x6 grid of cells, opened (a
+    minimum, then a maximum, over neighbouring cells: a cell full of ink goes, a slope in
+    the lighting stays a slope), smoothed, and stretched back over the image. The grid is
+    extended linearly past its edges at each step, so a slope holds up to the image's
+    edges too."""
     t = tf()
     cells = _BACKGROUND_SAMPLES // _GRID_CELLS
     samples = _resample(x, h, w, _BACKGROUND_SAMPLES)[..., None]
-    grid = -t.nn.max_pool2d(-samples, cells, cells, "VALID")
-    grid = -t.nn.max_pool2d(-grid, 3, 1, "SAME")
-    grid = t.nn.avg_pool2d(grid, 3, 1, "SAME")[..., 0]
-    return _spread_back(grid, h, w, t.shape(x)[1:3], "BILINEAR")
+    grid = -t.nn.max_pool2d(-samples, cells, cells, "VALID")[..., 0]
+
+    def pooled(op, grid):
+        return op(_pad_linear(grid)[..., None])[..., 0]
+
+    grid = pooled(lambda g: -t.nn.max_pool2d(-g, 3, 1, "VALID"), grid)
+    grid = pooled(lambda g: t.nn.max_pool2d(g, 3, 1, "VALID"), grid)
+    grid = pooled(lambda g: t.nn.avg_pool2d(g, 3, 1, "VALID"), grid)
+    return _spread_back(_pad_linear(grid), h, w, t.shape(x)[1:3], "BILINEAR", border=1)
 
 
 def _stretch(x, h, w, valid):
@@ -256,13 +304,16 @@ def _stretch(x, h, w, valid):
     strong = t.cast(x > 0.75 * _per_image(peak), t.float32)
     ink = t.reduce_sum(x * strong, [1, 2]) / t.maximum(t.reduce_sum(strong, [1, 2]), 1.0)
     small = t.reshape(_resample(x, h, w, _NOISE_SAMPLES), [t.shape(x)[0], -1])
-    top = t.maximum(t.reduce_max(small, 1, keepdims=True), 1e-6)
-    paper = small * (255.0 / top) < _otsu(small * (255.0 / top))[:, None]
-    level = _masked_quantile(small, paper, 0.5)
+    top = t.maximum(t.reduce_max(small, 1), 1e-6)
+    hist = _histogram(small * (255.0 / top[:, None]))
+    paper = _otsu(hist)  # the paper class: the bins below Otsu's threshold
+    level = _quantile(hist, 0.5, paper)
     # 3x the spread from the 10th percentile to the median: about 4 sigma for paper
     # noise. The lower half, because the paper class's upper half holds the blurred
     # edges of strokes; for noise clipped at black (median 0) the threshold is the floor.
-    spread = level - _masked_quantile(small, paper, 0.1)
+    spread = level - _quantile(hist, 0.1, paper)
+    level, spread = level * top / 255.0, spread * top / 255.0
+    # Never above half the ink level: a textured or noisy paper still leaves strokes whole.
     threshold = t.minimum(t.maximum(level + 3.0 * spread, 0.05 * ink), 0.5 * ink)
     scale = t.maximum(ink - threshold, 1e-3)
     out = t.clip_by_value((x - _per_image(threshold)) / _per_image(scale), 0.0, 1.0)
@@ -283,9 +334,10 @@ def _without_salt_and_pepper(x):
     their ink pixels almost never stand alone."""
     t = tf()
     ink = x > 0
-    alone = t.reduce_sum(t.cast(ink & (_neighbours(ink) <= 1.0), t.float32), [1, 2])
+    neighbours = _neighbours(ink)
+    alone = t.reduce_sum(t.cast(ink & (neighbours <= 1.0), t.float32), [1, 2])
     noisy = alone > _NOISY_SHARE * t.reduce_sum(t.cast(ink, t.float32), [1, 2])
-    kept = ink & (_neighbours(ink) >= 3.0)
+    kept = ink & (neighbours >= 3.0)
     kept = kept & (_neighbours(kept) >= 3.0)
     return t.where(noisy[:, None, None], x * t.cast(kept, t.float32), x)
 

@@ -172,7 +172,8 @@ def _logits(model, dataset) -> np.ndarray:
 
 def calibrate(model, val_ds, val_labels, test_ds, test_labels) -> tuple[Any, dict[str, Any]]:
     """Temperature scaling fitted on the validation split (clean and varied digits), and
-    the review threshold chosen there; the figures (ECE before/after, coverage and accuracy) measured on the test set."""
+    the review threshold chosen there; the figures (ECE before/after, coverage and
+    accuracy) measured on the test set."""
     val_logits, test_logits = _logits(model, val_ds), _logits(model, test_ds)
     temperature = fit_temperature(val_logits, val_labels)
     val_probs = softmax(val_logits, temperature)

@@ -186,3 +186,119 @@ def test_batch_with_padding_equals_one_by_one(mnist):
         alone, alone_found = normalize_found(image)
         assert bool(found[i]) == bool(alone_found)
         np.testing.assert_allclose(batch[i].numpy(), alone.numpy(), atol=1e-3, err_msg=str(i))
+
+
+# --------------------------------------------------------------------------- no margin assumed
+
+
+def tight_crop(digit: np.ndarray, side: int, one_bit: bool) -> np.ndarray:
+    """The digit's ink box stretched to fill ``side x side``, dark ink on white: the ink
+    touches every edge (form crops, the Semeion scans)."""
+    rows, cols = np.nonzero(digit > 40)
+    box = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    ink = np.asarray(Image.fromarray(box).resize((side, side), Image.BILINEAR), np.float64)
+    if one_bit:
+        ink = np.where(ink > 110, 255.0, 0.0)
+    return (255 - ink).astype(np.uint8)
+
+
+@pytest.mark.parametrize("side, one_bit", [(16, True), (16, False), (32, True)])
+def test_tight_crops_whose_ink_touches_the_edges_are_read(mnist, side, one_bit):
+    for i in range(20):
+        crop = tight_crop(mnist.x_test[i], side, one_bit)
+        for image in (crop, 255 - crop):  # dark on light and light on dark
+            x, found = normalize_found(image)
+            assert bool(found), i
+            x = x.numpy()
+            assert max(ink_box(x)) == BOX
+            # the ink is the digit, not the paper: a fifth to a half of the box, not most
+            share = (x > 127).sum() / BOX**2
+            assert 0.08 < share < 0.6, (i, share)
+
+
+def test_polarity_of_a_bold_tight_crop_is_the_thin_class(mnist):
+    """A bold 0 that fills its box: the ink is nearly half the pixels and touches all four
+    sides, yet the ring (thin) is the ink and the paper (inside and corners) is not."""
+    page = np.full((16, 16), 255, np.uint8)
+    yy, xx = np.mgrid[0:16, 0:16]
+    r = np.hypot((yy - 7.5) / 8.0, (xx - 7.5) / 6.5)
+    page[(r > 0.62) & (r < 1.02)] = 0
+    x, found = normalize_found(page)
+    x = x.numpy()[..., 0]
+    assert bool(found)
+    assert x[14, 14] < 50  # the hole of the 0 is paper
+    assert x[14, 8:20].max() > 200 or x[8:20, 14].max() > 200  # the ring is ink
+
+
+@pytest.mark.parametrize("edges", [(0, 2), (1, 3), (0, 1), (2, 3)])
+def test_bands_along_two_edges_are_not_the_digit(mnist, edges):
+    digit = mnist.x_test[11]
+    reference = normalize(digit).numpy()
+    for dark_ink in (True, False):
+        ink = np.asarray(Image.fromarray(digit).resize((84, 84), Image.BICUBIC), np.float64)
+        for edge in edges:
+            side = [np.s_[:6], np.s_[-6:], np.s_[:, :6], np.s_[:, -6:]][edge]
+            ink[side] = 255
+        image = (255 - ink) if dark_ink else ink
+        x = normalize(image.astype(np.uint8)).numpy()
+        assert np.abs(x - reference).mean() < 15, (edges, dark_ink)
+
+
+def test_a_ruling_that_touches_the_digit_goes_a_tight_bar_stays(mnist):
+    digit = mnist.x_test[0]  # a 7 with a margin
+    ruled = digit.copy()
+    rows = np.nonzero(digit.max(axis=1) > 40)[0]
+    ruled[rows[-1] + 1 :] = 0
+    ruled[rows[-1] + 1 : rows[-1] + 3] = 255  # a ruling right under the digit, touching it
+    reference = normalize(digit).numpy()
+    assert np.abs(normalize(ruled).numpy() - reference).mean() < 12
+    # A tight crop of the same 7: its bar runs along the top edge, and the digit reaches the
+    # far edge, so the bar is the digit's: the top rows of the result hold ink across.
+    x = normalize(tight_crop(digit, 16, True)).numpy()[..., 0]
+    rows, cols = np.nonzero(x > 127)
+    top = x[rows.min() : rows.min() + 3]
+    assert (top > 127).any(axis=0).sum() >= 12
+
+
+def test_salt_and_pepper_noise_does_not_survive(mnist):
+    digit = mnist.x_test[21]
+    reference = normalize(digit).numpy()
+    rng = np.random.default_rng(5)
+    for dark_ink in (True, False):
+        page = np.asarray(Image.fromarray(digit).resize((56, 56), Image.BICUBIC)).copy()
+        if dark_ink:
+            page = 255 - page
+        hit = rng.random(page.shape) < 0.08
+        page[hit] = np.where(rng.random(hit.sum()) < 0.5, 0, 255)
+        x = normalize(page).numpy()
+        assert max(ink_box(x)) == BOX
+        assert np.abs(x - reference).mean() < 15, dark_ink
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "gradient",
+        "vertical-gradient",
+        "sensor-noise",
+        "grain",
+        "one-dot",
+        "uniform-1bit",
+        "tiny-uniform",
+    ],
+)
+def test_no_stroke_is_no_digit(kind):
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:64, 0:80]
+    image = {
+        "gradient": 40 + 1.5 * xx + yy,
+        "vertical-gradient": 230 - 2.5 * yy,
+        "sensor-noise": rng.integers(0, 256, (64, 80)),
+        "grain": rng.normal(128, 30, (64, 80)).clip(0, 255),
+        "one-dot": np.where((yy - 30) ** 2 + (xx - 20) ** 2 <= 2, 20, 230),
+        "uniform-1bit": np.full((64, 80), 255),
+        "tiny-uniform": np.full((8, 8), 0),
+    }[kind].astype(np.uint8)
+    x, found = normalize_found(image)
+    assert not bool(found), kind
+    assert float(np.asarray(x).max()) == 0.0
