@@ -337,9 +337,14 @@ def _without_salt_and_pepper(x):
     neighbours = _neighbours(ink)
     alone = t.reduce_sum(t.cast(ink & (neighbours <= 1.0), t.float32), [1, 2])
     noisy = alone > _NOISY_SHARE * t.reduce_sum(t.cast(ink, t.float32), [1, 2])
-    kept = ink & (neighbours >= 3.0)
-    kept = kept & (_neighbours(kept) >= 3.0)
-    return t.where(noisy[:, None, None], x * t.cast(kept, t.float32), x)
+
+    def clean():
+        kept = ink & (neighbours >= 3.0)
+        kept = kept & (_neighbours(kept) >= 3.0)
+        return t.where(noisy[:, None, None], x * t.cast(kept, t.float32), x)
+
+    # most batches hold no noisy image: they skip the second count altogether
+    return t.cond(t.reduce_any(noisy), clean, lambda: x)
 
 
 def _line_cuts(line, rest, extent):

@@ -114,7 +114,7 @@ def tiny8(digit, rng, dark_ink):
     small = _resize(field, (8, 8), Image.BOX)
     small = np.round(small / 255 * 16) / 16 * 255  # 17 levels, like scikit-learn's digits
     big = _resize(small, (32, 32), Image.BILINEAR)
-    return _u8(_paint(big, dark_ink, 250, 10))
+    return _u8(_paint(big, dark_ink, *_levels(rng)))
 
 
 def edge_bands(digit, rng, dark_ink):

@@ -1,0 +1,72 @@
+"""The shipped model on the files real users have, through ``predict``: every stress
+variant (made from MNIST *test* digits, both polarities) and the development set of real
+handwriting. A smaller run of ``tests/benchmarks/stress.py``, with issue 13's bounds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batchdigits.predict import predict_folder
+from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
+
+sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+from stress import DEV, dev_truth, score, write_stress_folder  # noqa: E402
+
+IMAGES = 300  # per variant
+MAX_NO_DIGIT = 0.002  # readable digits reported as "no digit found"
+MIN_UNFLAGGED_ACCURACY = 0.995  # rows with needs_review=false
+DEV_MIN_ACCURACY = 0.94
+
+
+def test_variants_are_deterministic_and_alternate_polarity(mnist):
+    digits = mnist.x_test[:6]
+    for name in VARIANTS:
+        a, dark = variant_set(name, digits, seed=3)
+        b, _ = variant_set(name, digits, seed=3)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), name
+        assert list(dark) == [True, False] * 3
+        for image in a:
+            assert image.dtype == np.uint8 and min(image.shape[:2]) >= 16, name
+        other, _ = variant_set(name, digits, seed=4)
+        assert not all(np.array_equal(x, y) for x, y in zip(a, other, strict=True)), name
+    # 1-bit crops hold black and white only, 16 px a side
+    one_bit = variant_set("crop16-1bit", digits[:1], seed=1)[0][0]
+    assert set(np.unique(one_bit)) <= {0, 255} and one_bit[0].size == 16
+
+
+@pytest.fixture(scope="module")
+def stress_figures(mnist, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stress")
+    digits, labels = mnist.x_test[-IMAGES:], mnist.y_test[-IMAGES:]
+    truth = write_stress_folder(root / "in", digits, labels)
+    predict_folder(root / "in", root / "out.csv")  # the shipped model
+    return score(root / "out.csv", truth)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_shipped_model_reads_every_stress_variant(stress_figures, name):
+    f = stress_figures[name]
+    assert f["images"] == IMAGES
+    target = TARGETS.get(name, DEFAULT_TARGET)
+    assert f["accuracy"] >= target, f"{name}: {f['accuracy']:.2%} right < {target:.0%}"
+    assert f["no_digit"] <= MAX_NO_DIGIT, f"{name}: {f['no_digit']:.2%} 'no digit found'"
+    assert f["unflagged_accuracy"] >= MIN_UNFLAGGED_ACCURACY, (
+        f"{name}: rows not flagged are {f['unflagged_accuracy']:.2%} right"
+    )
+
+
+@pytest.mark.slow
+def test_shipped_model_on_the_development_set(tmp_path):
+    if not (DEV / "semeion").is_dir():
+        pytest.skip(f"no development set at {DEV} (see its README; CI has it)")
+    predict_folder(DEV / "semeion", tmp_path / "dev.csv")
+    f = score(tmp_path / "dev.csv", dev_truth(), group=lambda path: "dev")["dev"]
+    assert f["images"] == 1593
+    assert f["accuracy"] >= DEV_MIN_ACCURACY, f"{f['accuracy']:.2%} right"
+    assert f["no_digit"] <= MAX_NO_DIGIT, f"{f['no_digit']:.2%} 'no digit found'"
+    assert f["unflagged_accuracy"] >= MIN_UNFLAGGED_ACCURACY, f
