@@ -40,8 +40,11 @@ from .progress import NullReporter, Reporter
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
 VALIDATION_FRACTION = 1 / 12  # 5,000 of MNIST's 60,000
-#: Rows not flagged for review should be at least this accurate (on the validation split).
-REVIEW_TARGET = 0.9995
+#: Rows not flagged for review should be at least this accurate on the validation split,
+#: clean and varied digits together. (On clean MNIST alone, 99.95% was the target; the
+#: varied half holds deliberately hard inputs, and 99.8% there keeps the rows not flagged
+#: above 99.5% right off MNIST while most clean digits stay unflagged.)
+REVIEW_TARGET = 0.998
 
 
 @dataclass
