@@ -12,13 +12,15 @@ from batchdigits.calibrate import expected_calibration_error
 from batchdigits.model import default_model_path, read_card
 from batchdigits.predict import predict_folder
 
-# The issue's targets are 99.65%, 98% coverage at 99.95% and 90% of non-digits flagged;
-# the shipped model reaches 99.63%, 97.3% at 99.95% and 88% (README, "The shipped
-# model"). These bounds guard what it does reach, so a worse model cannot ship unnoticed.
-MIN_ACCURACY = 0.996
+# Issue 4's targets were 99.65%, 98% coverage at 99.95% and 90% of non-digits flagged;
+# issue 13 asks for at least 99.6% on MNIST and at least 95% of MNIST rows unflagged.
+# The model trained for real users' files (issue 13) reaches 99.35% (not met: README,
+# "The shipped model"), 96.5% unflagged at 99.9% and 89% of non-digits flagged. These
+# bounds guard what it does reach, so a worse model cannot ship unnoticed.
+MIN_ACCURACY = 0.993
 MAX_ECE = 0.005
-MIN_REVIEW_COVERAGE = 0.97  # rows not flagged for review...
-MIN_REVIEW_ACCURACY = 0.999  # ...and how many of them are right
+MIN_REVIEW_COVERAGE = 0.95  # rows not flagged for review...
+MIN_REVIEW_ACCURACY = 0.998  # ...and how many of them are right
 
 
 def test_shipped_model_is_package_data():
