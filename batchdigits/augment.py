@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from ._lazy import tf
+from .preprocess import first_last
 
 UPSCALE = 2  # work at 56x56 so stroke changes can be finer than one MNIST pixel
 MAX_ROTATION = math.radians(12)
@@ -114,13 +115,8 @@ def _tight_crop(images, seed, n):
     t = tf()
     side = t.cast(t.shape(images)[1], t.float32)
     ink = images[..., 0] > 60.0
-    rows = t.cast(t.reduce_any(ink, 2), t.float32)
-    cols = t.cast(t.reduce_any(ink, 1), t.float32)
-    idx = t.range(side)
-    y0 = t.reduce_min(t.where(rows > 0, idx, side), 1)
-    y1 = t.reduce_max(t.where(rows > 0, idx, 0.0), 1) + 1.0
-    x0 = t.reduce_min(t.where(cols > 0, idx, side), 1)
-    x1 = t.reduce_max(t.where(cols > 0, idx, 0.0), 1) + 1.0
+    y0, y1 = (t.cast(v, t.float32) for v in first_last(t.reduce_any(ink, 2)))
+    x0, x1 = (t.cast(v, t.float32) for v in first_last(t.reduce_any(ink, 1)))
     # narrow digits (a 1) keep part of their aspect: widen the box towards a square
     keep = _uniform(seed, n, 0.0, 1.0)
     width = t.maximum(x1 - x0, keep * 0.6 * (y1 - y0))

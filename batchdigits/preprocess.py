@@ -10,8 +10,9 @@ of paper (real crops from forms have none: the ink touches the edges):
    read as ink on paper); images larger than :data:`WORK_SIZE` are first scaled down (box filter);
 2. polarity: on a small copy without its slow shading, Otsu's threshold splits the pixels
    in two; the ink is the class that is thinner (loses more to an erosion), smaller, and
-   does not hold most of the image's sides (three votes; bands along two edges or a bold
-   digit touching every edge do not decide alone): dark ink is inverted;
+   does not hold most of the image's sides, and (half a vote) the extreme farther from
+   the median (bands along two edges or a bold digit touching every edge do not decide
+   alone): dark ink is inverted;
 3. background: subtract a smooth estimate of the paper level (local minima over a
    coarse grid, so uneven lighting goes too), then stretch the ink to 0..1 above a
    noise threshold measured on the paper class (Otsu again), so faint strokes survive
@@ -365,8 +366,8 @@ def _line_cuts(line, rest, extent):
     other = t.cast(~line & inside, t.int32)
     from_start = t.cumsum(other, 1) == 0
     to_end = (t.cumsum(other, 1, reverse=True) == 0) & inside
-    first = t.argmax(other, 1, output_type=t.int32)
-    last = n - 1 - t.argmax(other[:, ::-1], 1, output_type=t.int32)
+    first, stop = first_last(other > 0)
+    last = stop - 1
     margin_first = ~t.gather(rest, first[:, None], batch_dims=1)
     margin_last = ~t.gather(rest, last[:, None], batch_dims=1)
     zone = t.cast(t.cast(extent, t.float32) * _EDGE_ZONE, t.int32)[:, None]
@@ -379,9 +380,9 @@ def _line_cuts(line, rest, extent):
 
 def _without_edge_lines(x, h, w):
     """Remove dark margins, form rulings and box sides along the edges: rows or columns
-    that are ink across :data:`_LINE_SHARE` of the image, near an edge, and separated from
-    the rest of the ink by a gap (a 7's bar joins its stem, a ruling does not touch the
-    digit). Everything between such a line and its edge goes with it."""
+    that are ink across :data:`_LINE_SHARE` of the image, near an edge, and apart from
+    the digit (see :func:`_line_cuts`: a tight crop's 7 keeps its bar). Everything between
+    such a line and its edge goes with it."""
     t = tf()
     ink = x >= 0.25
     f = t.cast(ink, t.float32)
@@ -409,7 +410,7 @@ def _without_specks(x, h, w):
     return x * _spread_back(keep, h, w, t.shape(x)[1:3], "NEAREST")
 
 
-def _first_last(mask):
+def first_last(mask):
     """Per row of ``mask (B, N)``: first True index and one past the last."""
     t = tf()
     n = t.shape(mask)[1]
@@ -424,8 +425,8 @@ def _has_stroke(x, h, w):
     pixels at random are (noise and grain have no strokes)."""
     t = tf()
     ink = x >= 0.5
-    y0, y1 = _first_last(t.reduce_any(ink, axis=2))
-    x0, x1 = _first_last(t.reduce_any(ink, axis=1))
+    y0, y1 = first_last(t.reduce_any(ink, axis=2))
+    x0, x1 = first_last(t.reduce_any(ink, axis=1))
     longer = t.cast(t.maximum(h, w), t.float32)
     side = t.cast(t.maximum(y1 - y0, x1 - x0), t.float32)
     big_enough = side >= t.maximum(_MIN_STROKE_PIXELS, _MIN_STROKE_SHARE * longer)
@@ -444,8 +445,8 @@ def _fit_box(x):
     exactly 20 px is taken pixel for pixel, so MNIST itself passes through unchanged."""
     t = tf()
     ink = x >= _BOX_INK
-    y0, y1 = _first_last(t.reduce_any(ink, axis=2))
-    x0, x1 = _first_last(t.reduce_any(ink, axis=1))
+    y0, y1 = first_last(t.reduce_any(ink, axis=2))
+    x0, x1 = first_last(t.reduce_any(ink, axis=1))
     y0, y1, x0, x1 = (t.cast(v, t.float32) for v in (y0, y1, x0, x1))
     side = t.maximum(t.maximum(y1 - y0, x1 - x0), 1.0)
     # The square's corner on whole pixels, so a 20 px box is sampled exactly on pixels.
@@ -477,8 +478,8 @@ def _centre(box):
     coords = t.cast(t.range(BOX), t.float32)
     cy = t.reduce_sum(t.reduce_sum(box, 2) * coords, 1) / mass
     cx = t.reduce_sum(t.reduce_sum(box, 1) * coords, 1) / mass
-    r0, r1 = _first_last(t.reduce_any(box > 0, axis=2))
-    c0, c1 = _first_last(t.reduce_any(box > 0, axis=1))
+    r0, r1 = first_last(t.reduce_any(box > 0, axis=2))
+    c0, c1 = first_last(t.reduce_any(box > 0, axis=1))
     top = t.clip_by_value(t.cast(t.round(CENTRE - cy), t.int32), -r0, SIZE - r1)
     left = t.clip_by_value(t.cast(t.round(CENTRE - cx), t.int32), -c0, SIZE - c1)
     canvas = t.pad(box, [[0, 0], [0, SIZE - BOX], [0, SIZE - BOX]])[..., None]

@@ -113,10 +113,11 @@ def image_dataset(
 def validation_dataset(images: np.ndarray, labels: np.ndarray, seed: int | None):
     """The validation digits as they are and (with a ``seed``) once more, varied by the
     training augmentation with a fixed draw: model selection, temperature and review
-    threshold then answer for the inputs real users have, not only for clean MNIST."""
+    threshold then answer for the inputs real users have, not only for clean MNIST.
+    Returns the dataset and its labels in order."""
     clean = image_dataset(images, labels, 512)
     if seed is None:
-        return clean
+        return clean, labels
     t = tf()
     varied = np.concatenate(
         [
@@ -124,7 +125,8 @@ def validation_dataset(images: np.ndarray, labels: np.ndarray, seed: int | None)
             for i in range(0, len(images), 512)
         ]
     )
-    return clean.concatenate(image_dataset(varied, labels, 512))
+    both = clean.concatenate(image_dataset(varied, labels, 512))
+    return both, np.concatenate([labels, labels])
 
 
 def _progress_callback(reporter: Reporter, epochs: int, steps: int):
@@ -242,8 +244,8 @@ def train_model(
         config.augment,
         config.augment_fraction,
     )
-    val_ds = validation_dataset(x[val_idx], y[val_idx], config.seed if config.augment else None)
-    y_val = np.concatenate([y[val_idx]] * (2 if config.augment else 1))
+    seed = config.seed if config.augment else None
+    val_ds, y_val = validation_dataset(x[val_idx], y[val_idx], seed)
     test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
 
     model = build_model(**config.architecture)

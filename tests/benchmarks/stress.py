@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from batchdigits.data import load_mnist
+from batchdigits.evaluate import csv_labels
 from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,8 +90,7 @@ def score(output: Path, truth: dict[str, int], group=lambda path: path.split("/"
 
 
 def dev_truth(folder: Path = DEV) -> dict[str, int]:
-    with open(folder / "semeion.labels.csv", encoding="utf-8", newline="") as f:
-        return {row["path"]: int(row["label"]) for row in csv.DictReader(f)}
+    return csv_labels(folder / "semeion.labels.csv")
 
 
 def table(figures: dict[str, dict]) -> str:
