@@ -2,12 +2,14 @@
 Spark) can scale it out; locally it runs on Beam's in-process runner.
 
 match files (``fileio``, so ``gs://`` and other Beam filesystems work) -> read bytes ->
-decode + gray working image (:func:`pipeline.prepare_bytes`, the local engine's decoder
-and Pillow fallback) -> ``RunInference`` with a keyed handler that loads the model once
-per worker and runs the batched normalisation + model (:func:`pipeline.normalize_and_infer`)
--> rows. Decode and inference failures go to Beam's failure outputs and become error rows,
-as in the local engine. Rows are written as shards to a temporary location; the driver
-merges them sorted by path into one CSV, published atomically like the local engine's.
+decode + gray working image (:func:`inference.prepare_bytes`, the local engine's decoder
+and Pillow fallback) -> ``RunInference`` with a keyed handler that opens the model once
+per worker (:class:`inference.Inference`, with the local engine's batch shape, so the
+rows are the same bits for any ``--batch-size``) -> rows. Decode and inference failures
+go to Beam's failure outputs and become error rows, as in the local engine. Rows are
+written as shards to a temporary location, then merged sorted by path and handed to the
+driver (:mod:`batchdigits.predict`), which writes the CSV as for the local engine.
+File names travel through Beam as bytes: any name, even one not valid UTF-8, survives.
 
 Nothing here is imported unless ``--engine beam`` is asked for.
 """
@@ -22,26 +24,18 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 
-from .decode import DEFAULT_MAX_PIXELS, UnreadableImage
+from .decode import UnreadableImage
 from .errors import BatchDigitsError, ExitCode
 from .files import check_input_folder, is_image_name
-from .output import AtomicCsvWriter, Row, check_output_path
-from .predict import (
-    PredictSummary,
-    _row,
-    claim_output,
-    resolve_review_threshold,
-    write_cell_rows,
-)
-from .progress import NullReporter, Reporter
-from .state import model_fingerprint
+from .inference import Inference, model_fingerprint, model_name, review_threshold
+from .options import PredictOptions
+from .output import Row
 
 METRICS_NAMESPACE = "batchdigits"
-#: Batching for RunInference on CPUs: big enough to amortise the per-batch graph, small
-#: enough that a worker's batch fits in cache-friendly memory.
-DEFAULT_MIN_BATCH = 32
-DEFAULT_MAX_BATCH = 256
+#: Rows of the merged CSV are handed to the driver this many at a time.
+CHUNK = 1024
 
 
 class BeamNotInstalledError(BatchDigitsError):
@@ -100,28 +94,27 @@ def _relative(path: str, root: str) -> str | None:
 # --------------------------------------------------------------------------- worker side
 
 
-def _keyed_handler(model: str | None, threshold: float, min_batch: int, max_batch: int):
-    """A keyed RunInference handler: ``(path, gray image)`` -> ``(path, Row cells)``."""
+def _keyed_handler(options: PredictOptions):
+    """A keyed RunInference handler: ``(name, gray image)`` -> ``(name, (probabilities,
+    has_digit))``, with the local engine's model-call shape."""
     beam = _import_beam()
     from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 
     class DigitModelHandler(ModelHandler):
         def __init__(self):
-            super().__init__(min_batch_size=min_batch, max_batch_size=max_batch)
+            super().__init__(
+                min_batch_size=options.beam.smallest_batch,
+                max_batch_size=options.beam.max_batch,
+            )
             self._inferences = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "inferences")
 
         def load_model(self):
-            from .model import load_model
-            from .pipeline import make_infer
+            return Inference.open(replace(options, model=_local_copy(options.model)))
 
-            return make_infer(load_model(_local_copy(model)))
-
-        def run_inference(self, batch, infer, inference_args=None):
-            from .pipeline import normalize_and_infer
-
-            _, probabilities, found = normalize_and_infer(list(batch), infer, max_batch)
+        def run_inference(self, batch, inference, inference_args=None):
+            _inputs, probabilities, has_digit = inference.predict_prepared(list(batch))
             self._inferences.inc(len(batch))
-            return list(zip(probabilities, found, strict=True))
+            return list(zip(probabilities, has_digit, strict=True))
 
         def get_metrics_namespace(self):
             return METRICS_NAMESPACE
@@ -145,27 +138,30 @@ def _local_copy(model: str | None) -> str | None:
 
 
 def _decode(element, max_pixels: int):
-    """``(path, bytes)`` -> ``(path, gray)``; raises UnreadableImage for a bad file."""
+    """``(name, bytes)`` -> ``(name, gray)``; raises UnreadableImage for a bad file."""
     import threading
 
     import apache_beam as beam
 
-    from .pipeline import prepare_bytes
+    from .inference import prepare_bytes
 
     # Which worker threads did the work (the tests check there is more than one).
     name = f"worker {threading.current_thread().name}"
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc()
-    rel, data = element
-    return rel, prepare_bytes(data, max_pixels)
+    key, data = element
+    return key, prepare_bytes(data, max_pixels)
 
 
-def _error_line(rel: str, reason: str, probabilities: bool) -> str:
-    return _shard_line(rel, Row(path=rel, error=reason), probabilities)
+def _line(row: Row) -> str:
+    """One row as a shard line: JSON ``[path, prediction, confidence, needs_review,
+    error, probabilities]``; the path first, as the merge's sort key."""
+    p = None if row.probabilities is None else [float(v) for v in row.probabilities]
+    return json.dumps([row.path, row.prediction, row.confidence, row.needs_review, row.error, p])
 
 
-def _shard_line(rel: str, row: Row, probabilities: bool) -> str:
-    """One row as a shard line: JSON ``[sort key, cells...]`` (any file name survives)."""
-    return json.dumps([rel, *row.cells(probabilities)])
+def _row(values: list) -> Row:
+    path, prediction, confidence, needs_review, error, probabilities = values
+    return Row(path, prediction, confidence, error, needs_review, probabilities)
 
 
 def _failure_reason(exc_type: type, exc_repr: str) -> str:
@@ -185,23 +181,12 @@ def _failure_reason(exc_type: type, exc_repr: str) -> str:
 # --------------------------------------------------------------------------- driver side
 
 
-def _build(p, root: str, pattern: str, settings: dict, shards: str):
-    """The pipeline: files -> rows as JSON lines in shards under ``shards``."""
-    beam = _import_beam()
-    from apache_beam.io import fileio
-    from apache_beam.ml.inference.base import RunInference
-
-    max_pixels, threshold, probabilities = (
-        settings["max_pixels"],
-        settings["threshold"],
-        settings["probabilities"],
-    )
-    exclude = settings["exclude"]
-    skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "skipped")
+def _keep(root: str, exclude: str, skipped):
+    """The local listing's rules as a filter on matched files: nothing under a hidden
+    folder (not even counted); hidden files and non-images counted as skipped; the
+    output itself left out."""
 
     def keep(meta) -> bool:
-        # The local listing's rules: nothing under a hidden folder (not even counted);
-        # hidden files and non-images counted as skipped; the output itself left out.
         rel = _relative(meta.path, root)
         if not rel:
             return False
@@ -213,45 +198,146 @@ def _build(p, root: str, pattern: str, settings: dict, shards: str):
             return False
         return os.path.realpath(meta.path) != exclude
 
-    files = (
-        p
-        | "Match" >> fileio.MatchFiles(pattern, empty_match_treatment="ALLOW")
-        | "Images only" >> beam.Filter(keep)
-        | "Spread" >> beam.Reshuffle()
-        | "Read" >> fileio.ReadMatches()
-        | "Bytes" >> beam.Map(lambda f: (_relative(f.metadata.path, root), f.read()))
-    )
-    decoded, bad_files = files | "Decode" >> beam.Map(_decode, max_pixels).with_exception_handling(
-        use_subprocess=False
-    )
-    handler = _keyed_handler(
-        settings["model"], threshold, settings["min_batch"], settings["max_batch"]
-    )
-    predicted, failed = decoded | "Infer" >> RunInference(handler).with_exception_handling()
+    return keep
+
+
+def _read(root: str):
+    def read(f) -> tuple[bytes, bytes]:
+        return os.fsencode(_relative(f.metadata.path, root)), f.read()
+
+    return read
+
+
+def _to_lines(predicted, bad_files, failed, threshold: float, beam):
+    """Rows of the predicted files, the unreadable ones and the failed batches, as lines."""
+    from .output import make_row
 
     def to_line(element) -> str:
-        rel, (probs, found) = element
-        return _shard_line(rel, _row(rel, probs, bool(found), threshold), probabilities)
+        key, (probabilities, has_digit) = element
+        return _line(make_row(os.fsdecode(key), probabilities, bool(has_digit), threshold))
 
     def failed_file(element) -> str:
-        (rel, _data), (exc_type, exc_repr, _trace) = element
-        return _error_line(rel, _failure_reason(exc_type, exc_repr), probabilities)
+        (key, _data), (exc_type, exc_repr, _trace) = element
+        return _line(Row(os.fsdecode(key), error=_failure_reason(exc_type, exc_repr)))
 
     def failed_batch(element) -> Iterator[str]:
         batch, (exc_type, _repr, _trace) = element
-        for rel, _gray in batch:
-            yield _error_line(rel, f"model failed ({exc_type.__name__})", probabilities)
+        for key, _gray in batch:
+            yield _line(Row(os.fsdecode(key), error=f"model failed ({exc_type.__name__})"))
 
-    lines = (
+    return (
         predicted | "Rows" >> beam.Map(to_line),
         bad_files | "Bad files" >> beam.Map(failed_file),
         failed.failed_inferences | "Failed batches" >> beam.FlatMap(failed_batch),
     )
-    (
-        lines
-        | "All rows" >> beam.Flatten()
-        | "Shards" >> beam.io.WriteToText(shards, file_name_suffix=".jsonl")
-    )
+
+
+class BeamEngine:
+    """The Beam pipeline as an engine: :meth:`rows` runs it and yields the merged rows."""
+
+    label = "predicting on Beam"
+    listing = None  # Beam lists the files itself, on its workers
+
+    def __init__(self, root: str, output: str, options: PredictOptions, flags: list[str]):
+        self.root, self.output, self.options, self.flags = root, output, options, flags
+        self.model = options.model or model_name(None)
+        self.fingerprint = "" if "://" in self.model else model_fingerprint(options.model)
+        self.threshold = options.review_threshold
+        self.counters: dict = {}
+
+    def rows(self, paths: Sequence[str] | None = None) -> Iterator[list[Row]]:
+        from apache_beam.io.filesystems import FileSystems
+
+        with tempfile.TemporaryDirectory(prefix="batchdigits-beam-") as scratch:
+            shards_dir = self._shards_dir(scratch)
+            try:
+                self._run(FileSystems.join(shards_dir, "rows"))
+                pattern = FileSystems.join(shards_dir, "rows*")
+                found = FileSystems.match([pattern])[0].metadata_list
+                merged = _sorted_lines((m.path for m in found), scratch)
+                yield from _chunks((_row(line) for line in merged), CHUNK)
+            finally:
+                if not shards_dir.startswith(scratch):  # best effort: a leftover is harmless
+                    with contextlib.suppress(Exception):
+                        FileSystems.delete([shards_dir])
+
+    def describe(self, summary) -> None:
+        summary.input_dir = self.root
+        summary.skipped = int(self.counters.get("skipped", 0))
+        summary.engine_counters = dict(self.counters)
+
+    def _shards_dir(self, scratch: str) -> str:
+        from apache_beam.io.filesystems import FileSystems
+
+        temp_root = self._pipeline_options().get_all_options().get("temp_location")
+        if not temp_root:
+            return os.path.join(scratch, "shards")
+        return FileSystems.join(temp_root, f"batchdigits-{os.getpid()}-{int(time.time())}")
+
+    def _pipeline_options(self, runner_flags: Sequence[str] = ()):
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return PipelineOptions(self.flags + list(runner_flags))
+
+    def _run(self, shard_prefix: str) -> None:
+        """Run the pipeline to its end: Beam's in-process runner, one worker thread per
+        core, unless ``--beam-option runner=...`` names another."""
+        beam = _import_beam()
+        runner, extra = None, []
+        if not self._pipeline_options().get_all_options().get("runner"):
+            from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+            runner = FnApiRunner()
+            extra = [f"--direct_num_workers={os.cpu_count() or 2}"]
+            extra.append("--direct_running_mode=multi_threading")
+        p = beam.Pipeline(runner=runner, options=self._pipeline_options(extra))
+        self._build(p, shard_prefix)
+        result = p.run()
+        result.wait_until_finish()
+        self.counters = _counters(result)
+
+    def _build(self, p, shard_prefix: str) -> None:
+        """The pipeline: files -> rows as JSON lines in shards at ``shard_prefix``."""
+        beam = _import_beam()
+        from apache_beam.io import fileio
+        from apache_beam.ml.inference.base import RunInference
+
+        skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "skipped")
+        exclude = os.path.realpath(self.output)
+        pattern = beam.io.filesystems.FileSystems.join(
+            self.root, "**" if self.options.recursive else "*"
+        )
+        files = (
+            p
+            | "Match" >> fileio.MatchFiles(pattern, empty_match_treatment="ALLOW")
+            | "Images only" >> beam.Filter(_keep(self.root, exclude, skipped))
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> fileio.ReadMatches()
+            | "Bytes" >> beam.Map(_read(self.root))
+        )
+        decode = beam.Map(_decode, self.options.max_pixels)
+        decoded, bad_files = files | "Decode" >> decode.with_exception_handling(
+            use_subprocess=False
+        )
+        infer = RunInference(_keyed_handler(self.options)).with_exception_handling()
+        predicted, failed = decoded | "Infer" >> infer
+        lines = _to_lines(predicted, bad_files, failed, self.threshold, beam)
+        (
+            lines
+            | "All rows" >> beam.Flatten()
+            | "Shards" >> beam.io.WriteToText(shard_prefix, file_name_suffix=".jsonl")
+        )
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _sorted_lines(shard_paths: Iterable[str], scratch: str) -> Iterator[list]:
@@ -274,119 +360,8 @@ def _sorted_lines(shard_paths: Iterable[str], scratch: str) -> Iterator[list]:
         yield from heapq.merge(*streams, key=lambda r: r[0])
 
 
-def predict_folder_beam(
-    input_dir: str | os.PathLike,
-    output: str | os.PathLike = "predictions.csv",
-    model: str | os.PathLike | None = None,
-    recursive: bool = True,
-    reporter: Reporter | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    review_threshold: float | None = None,
-    probabilities: bool = False,
-    force: bool = False,
-    wait_lock: float = 0.0,
-    beam_options: Sequence[str] = (),
-    min_batch_size: int = DEFAULT_MIN_BATCH,
-    max_batch_size: int = DEFAULT_MAX_BATCH,
-    metrics: dict | None = None,
-) -> PredictSummary:
-    """:func:`predict.predict_folder` on Apache Beam: same rows, same CSV.
-
-    ``beam_options`` are ``KEY=VALUE`` pipeline options (``runner=DataflowRunner``,
-    ``project=...``, ``temp_location=gs://...``); without a runner, Beam's in-process
-    runner with one worker thread per core. ``metrics``, if given, receives Beam's
-    counters (``inferences``, ``skipped``) and the worker threads used.
-    """
-    beam = _import_beam()
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    reporter = reporter or NullReporter()
-    t0 = time.perf_counter()
-    root = os.fspath(input_dir)
-    flags = beam_flags(beam_options)
-    if "://" not in root:
-        check_input_folder(root)
-        root = os.path.abspath(root)
-    check_output_path(output)  # before the model check, as before; claim_output repeats it
-    threshold = resolve_review_threshold(model, review_threshold)
-    model_arg = os.fspath(model) if model is not None else None
-    if model_arg is not None and "://" not in model_arg:
-        from .model import load_model
-
-        load_model(model_arg)  # a missing or bad model fails here, with its exit code
-        model_arg = os.path.abspath(model_arg)
-    summary = PredictSummary(
-        input_dir=root,
-        output=os.fspath(output),
-        model=model_arg or "(shipped model)",
-        model_fingerprint=model_fingerprint(model)
-        if model_arg is None or "://" not in model_arg
-        else "",
-        review_threshold=threshold,
-    )
-    with claim_output(output, force, wait_lock):
-        options = PipelineOptions(flags)
-        given = options.get_all_options()
-        temp_root = given.get("temp_location") or None
-        with tempfile.TemporaryDirectory(prefix="batchdigits-beam-") as scratch:
-            shards_dir = (
-                FileSystems.join(temp_root, f"batchdigits-{os.getpid()}-{int(time.time())}")
-                if temp_root
-                else os.path.join(scratch, "shards")
-            )
-            settings = {
-                "max_pixels": max_pixels,
-                "threshold": threshold,
-                "probabilities": probabilities,
-                "model": model_arg,
-                "min_batch": min_batch_size,
-                "max_batch": max_batch_size,
-                "exclude": os.path.realpath(os.fspath(output)),
-            }
-            pattern = FileSystems.join(root, "**" if recursive else "*")
-            runner = None
-            if not given.get("runner"):
-                from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-                runner = FnApiRunner()
-                options = PipelineOptions(
-                    flags
-                    + [
-                        f"--direct_num_workers={os.cpu_count() or 2}",
-                        "--direct_running_mode=multi_threading",
-                    ]
-                )
-            reporter.start("predicting on Beam", None)
-            try:
-                t_stream = time.perf_counter()
-                p = beam.Pipeline(runner=runner, options=options)
-                _build(p, root, pattern, settings, FileSystems.join(shards_dir, "rows"))
-                result = p.run()
-                result.wait_until_finish()
-                _collect_metrics(result, summary, metrics)
-                shard_paths = [
-                    m.path
-                    for m in FileSystems.match([FileSystems.join(shards_dir, "rows*")])[
-                        0
-                    ].metadata_list
-                ]
-                with AtomicCsvWriter(output, probabilities) as writer:
-                    rows = (line[1:] for line in _sorted_lines(shard_paths, scratch))
-                    summary.found = write_cell_rows(writer, rows, summary, reporter)
-                summary.stream_seconds = time.perf_counter() - t_stream
-            finally:
-                reporter.stop()
-                if temp_root:
-                    # best effort: a leftover temp folder is harmless
-                    with contextlib.suppress(Exception):
-                        FileSystems.delete([shards_dir])
-    summary.predicted = summary.found - summary.errors
-    summary.seconds = time.perf_counter() - t0
-    return summary
-
-
-def _collect_metrics(result, summary: PredictSummary, metrics: dict | None) -> None:
+def _counters(result) -> dict:
+    """Beam's counters of this run (``inferences``, ``skipped``, worker threads)."""
     from apache_beam.metrics.metric import MetricsFilter
 
     counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
@@ -394,6 +369,24 @@ def _collect_metrics(result, summary: PredictSummary, metrics: dict | None) -> N
     for counter in counters["counters"]:
         name = counter.key.metric.name
         values[name] = values.get(name, 0) + (counter.committed or counter.attempted or 0)
-    summary.skipped = int(values.get("skipped", 0))
-    if metrics is not None:
-        metrics.update(values)
+    return values
+
+
+def open_engine(input_dir, output, options: PredictOptions) -> BeamEngine:
+    """Check what can be checked before a pipeline starts: Beam installed, the options,
+    the input folder (when local) and the model (a missing or bad one fails here)."""
+    _import_beam()
+    flags = beam_flags(options.beam.pipeline_options)
+    root = os.fspath(input_dir)
+    if "://" not in root:
+        check_input_folder(root)
+        root = os.path.abspath(root)
+    model = os.fspath(options.model) if options.model is not None else None
+    if model is not None and "://" not in model:
+        from .model import load_model
+
+        load_model(model)
+        model = os.path.abspath(model)
+    threshold = review_threshold(options.model, options.review_threshold)
+    options = replace(options, model=model, review_threshold=threshold)
+    return BeamEngine(root, os.fspath(output), options, flags)

@@ -17,8 +17,14 @@ from rich.console import Console
 from rich.text import Text
 
 from . import __version__
-from .decode import DEFAULT_MAX_PIXELS
 from .errors import BatchDigitsError, ExitCode
+from .options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_PIXELS,
+    BeamSettings,
+    PredictOptions,
+    ServeOptions,
+)
 
 app = typer.Typer(
     name="batchdigits",
@@ -38,45 +44,31 @@ def _error(message: str, label: str = "error") -> None:
 
 T = TypeVar("T")
 
-DataOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data",
-        help="MNIST: a folder with the four IDX files (.gz or raw) or an mnist.npz. "
-        "Default: $BATCHDIGITS_MNIST, else the Keras download.",
-        show_default=False,
-    ),
-]
-ModelOption = Annotated[
-    Path | None,
-    typer.Option(help="A .keras model. Default: the model shipped in the package."),
-]
-BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per model call.")]
-MaxPixelsOption = Annotated[
-    int,
-    typer.Option(
-        min=1,
-        help="Refuse images whose header declares more pixels than this (width x "
-        "height), before decoding: decompression bombs cost nothing.",
-    ),
-]
+DATA_HELP = (
+    "MNIST: a folder with the four IDX files (.gz or raw) or an mnist.npz. "
+    "Default: $BATCHDIGITS_MNIST, else the Keras download."
+)
+MODEL_HELP = "A .keras model. Default: the model shipped in the package."
+BATCH_SIZE_HELP = "Images per model call."
+MAX_PIXELS_HELP = (
+    "Refuse images whose header declares more pixels than this (width x height), before "
+    "decoding: decompression bombs cost nothing."
+)
+REVIEW_THRESHOLD_HELP = (
+    "Flag rows (needs_review=true) whose confidence is below this. "
+    "Default: the threshold in the model card."
+)
+SKIP_CHECKSUM_HELP = "Accept MNIST-format files whose checksums differ from the published ones."
+
+DataOption = Annotated[Path | None, typer.Option("--data", help=DATA_HELP, show_default=False)]
+ModelOption = Annotated[Path | None, typer.Option(help=MODEL_HELP)]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help=BATCH_SIZE_HELP)]
+MaxPixelsOption = Annotated[int, typer.Option(min=1, help=MAX_PIXELS_HELP)]
 ReviewThresholdOption = Annotated[
     float | None,
-    typer.Option(
-        min=0.0,
-        max=1.0,
-        help="Flag rows (needs_review=true) whose confidence is below this. "
-        "Default: the threshold in the model card.",
-        show_default=False,
-    ),
+    typer.Option(min=0.0, max=1.0, help=REVIEW_THRESHOLD_HELP, show_default=False),
 ]
-SkipChecksumOption = Annotated[
-    bool,
-    typer.Option(
-        "--skip-checksum",
-        help="Accept MNIST-format files whose checksums differ from the published ones.",
-    ),
-]
+SkipChecksumOption = Annotated[bool, typer.Option("--skip-checksum", help=SKIP_CHECKSUM_HELP)]
 
 
 def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = None) -> T:
@@ -208,6 +200,15 @@ class Engine(str, enum.Enum):
     beam = "beam"
 
 
+INPUT, MODEL, OUTPUT, SCHEDULING, BEAM = (
+    "Input",
+    "Model",
+    "Output and review",
+    "Scheduling (cron, systemd)",
+    "Beam (--engine beam)",
+)
+
+
 @app.command()
 def predict(
     input_dir: Annotated[
@@ -217,39 +218,74 @@ def predict(
             show_default=False,
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The CSV to write.")] = Path(
-        "predictions.csv"
-    ),
-    model: ModelOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The CSV to write.", rich_help_panel=OUTPUT)
+    ] = Path("predictions.csv"),
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP, rich_help_panel=MODEL)] = None,
     train_if_missing: Annotated[
         bool,
         typer.Option(
             "--train-if-missing",
             help="If --model does not exist, train one there first (train's defaults).",
+            rich_help_panel=MODEL,
         ),
     ] = False,
-    data: DataOption = None,
-    skip_checksum: SkipChecksumOption = False,
-    batch_size: BatchSizeOption = 256,
-    recursive: Annotated[
-        bool, typer.Option("--recursive/--no-recursive", help="Look in sub-folders.")
-    ] = True,
-    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
-    review_threshold: ReviewThresholdOption = None,
-    probabilities: Annotated[
-        bool, typer.Option("--probabilities", help="Add the columns p0 ... p9.")
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help=DATA_HELP, show_default=False, rich_help_panel=MODEL),
+    ] = None,
+    skip_checksum: Annotated[
+        bool, typer.Option("--skip-checksum", help=SKIP_CHECKSUM_HELP, rich_help_panel=MODEL)
     ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help=BATCH_SIZE_HELP, rich_help_panel=MODEL)
+    ] = DEFAULT_BATCH_SIZE,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive/--no-recursive", help="Look in sub-folders.", rich_help_panel=INPUT
+        ),
+    ] = True,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help=MAX_PIXELS_HELP, rich_help_panel=INPUT)
+    ] = DEFAULT_MAX_PIXELS,
+    review_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help=REVIEW_THRESHOLD_HELP,
+            show_default=False,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    probabilities: Annotated[
+        bool,
+        typer.Option("--probabilities", help="Add the columns p0 ... p9.", rich_help_panel=OUTPUT),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing output that is not a batchdigits CSV.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a JSON summary of the run here (atomically), for monitoring.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     incremental: Annotated[
         bool,
         typer.Option(
             "--incremental",
             help="Reuse the rows of the existing output for files whose size and mtime are "
             "unchanged (same model and settings); predict only new and changed files.",
+            rich_help_panel=SCHEDULING,
         ),
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Replace an existing output that is not a batchdigits CSV."),
     ] = False,
     wait_lock: Annotated[
         float,
@@ -257,6 +293,7 @@ def predict(
             min=0.0,
             help="If another run is writing the same output, wait up to this many seconds "
             "(default: exit 75 at once).",
+            rich_help_panel=SCHEDULING,
         ),
     ] = 0.0,
     quiet: Annotated[
@@ -265,24 +302,24 @@ def predict(
             "--quiet",
             "-q",
             help="Print nothing when the run succeeds (exit 0): cron sends no mail.",
+            rich_help_panel=SCHEDULING,
         ),
     ] = False,
     log_every: Annotated[
         float,
         typer.Option(
-            min=1.0, help="Without a terminal: at most one progress line per this many seconds."
+            min=1.0,
+            help="Without a terminal: at most one progress line per this many seconds.",
+            rich_help_panel=SCHEDULING,
         ),
     ] = 30.0,
-    summary_json: Annotated[
-        Path | None,
-        typer.Option(help="Write a JSON summary of the run here (atomically), for monitoring."),
-    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(
             help="local: this machine's tf.data pipeline. beam: an Apache Beam pipeline "
             "(pip install 'batchdigits\\[beam]'), on Beam's in-process runner unless "
             "--beam-option runner=... says otherwise.",
+            rich_help_panel=BEAM,
         ),
     ] = Engine.local,
     beam_option: Annotated[
@@ -291,90 +328,65 @@ def predict(
             "--beam-option",
             help="A Beam pipeline option KEY=VALUE (repeatable), e.g. runner=DataflowRunner, "
             "project=..., region=..., temp_location=gs://...",
+            rich_help_panel=BEAM,
         ),
     ] = None,
     beam_min_batch: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="--engine beam: smallest batch RunInference forms \\[default: 32, or "
-            "--beam-max-batch if smaller].",
+            help="Smallest batch RunInference forms \\[default: 32, or --beam-max-batch if "
+            "smaller].",
             show_default=False,
+            rich_help_panel=BEAM,
         ),
     ] = None,
     beam_max_batch: Annotated[
-        int, typer.Option(min=1, help="--engine beam: largest batch RunInference forms.")
-    ] = 256,
+        int,
+        typer.Option(min=1, help="Largest batch RunInference forms.", rich_help_panel=BEAM),
+    ] = BeamSettings.max_batch,
 ) -> None:
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
     from .predict import predict_folder
 
-    if engine is Engine.beam and incremental:
-        _error("--incremental works with the local engine only")
-        raise typer.Exit(int(ExitCode.USAGE))
-    if beam_min_batch is None:
-        beam_min_batch = min(32, beam_max_batch)
-    if beam_min_batch > beam_max_batch:
-        _error("--beam-min-batch is larger than --beam-max-batch")
-        raise typer.Exit(int(ExitCode.USAGE))
-
-    if train_if_missing and model is None:
-        _error("--train-if-missing needs --model PATH")
-        raise typer.Exit(int(ExitCode.USAGE))
-    if train_if_missing and model is not None and not model.exists():
-        from .train import train as train_model
-
-        err.print(f"{model} does not exist: training a new model there first")
-        _run(lambda: train_model(model, data, verify=not skip_checksum, reporter=_reporter()))
-
-    def record_failure(code: int, message: str) -> None:
-        if summary_json is not None:
-            _write_summary(
-                summary_json,
-                {
-                    "exit_code": code,
-                    "error": message,
-                    "output": str(output),
-                    "input": str(input_dir),
-                },
-            )
-
-    common = {
-        "reporter": _reporter(quiet, log_every),
-        "max_pixels": max_pixels,
-        "review_threshold": review_threshold,
-        "probabilities": probabilities,
-        "force": force,
-        "wait_lock": wait_lock,
-    }
-
-    def run_beam():
-        from .beam_engine import predict_folder_beam
-
-        return predict_folder_beam(
-            input_dir,
-            output,
-            model,
-            recursive,
-            beam_options=beam_option or (),
-            min_batch_size=beam_min_batch,
-            max_batch_size=beam_max_batch,
-            **common,
-        )
-
-    summary = _run(
-        run_beam
-        if engine is Engine.beam
-        else lambda: predict_folder(
-            input_dir, output, model, batch_size, recursive, incremental=incremental, **common
-        ),
-        record_failure,
+    options = PredictOptions(
+        model=model,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        review_threshold=review_threshold,
+        recursive=recursive,
+        probabilities=probabilities,
+        incremental=incremental,
+        force=force,
+        wait_lock=wait_lock,
+        engine=engine.value,
+        beam=BeamSettings(tuple(beam_option or ()), beam_min_batch, beam_max_batch),
+        train_if_missing=train_if_missing,
+        data=data,
+        verify_data=not skip_checksum,
     )
-    code = int(summary.exit_code)
-    if summary_json is not None:
-        _write_summary(summary_json, {"exit_code": code, **summary.as_dict()})
-    if quiet and code == 0:
-        raise typer.Exit(0)
+    record = _summary_writer(summary_json, {"output": str(output), "input": str(input_dir)})
+    summary = _run(
+        lambda: predict_folder(input_dir, output, options, _reporter(quiet, log_every)),
+        lambda code, message: record({"exit_code": code, "error": message}),
+    )
+    record({"exit_code": int(summary.exit_code), **summary.as_dict()})
+    if not (quiet and summary.exit_code == ExitCode.OK):
+        _print_summary(summary, incremental)
+    raise typer.Exit(int(summary.exit_code))
+
+
+def _summary_writer(path: Path | None, base: dict) -> Callable[[dict], None]:
+    """``--summary-json``: a function that writes a summary there (nothing without it)."""
+
+    def record(data: dict) -> None:
+        if path is not None:
+            _write_summary(path, {**data, **base} if "error" in data else data)
+
+    return record
+
+
+def _print_summary(summary, incremental: bool) -> None:
     if summary.escaped_names:
         err.print(
             f"warning: {summary.escaped_names} file names are not valid UTF-8; the CSV "
@@ -394,7 +406,6 @@ def predict(
         f"{summary.review_threshold:.4f} or no prediction); {summary.skipped} other files skipped; "
         f"{summary.images_per_second:.0f} images/s; wrote {summary.output}"
     )
-    raise typer.Exit(int(summary.exit_code))
 
 
 @app.command()
@@ -422,7 +433,7 @@ def evaluate(
             "misclassified.png into this folder."
         ),
     ] = None,
-    batch_size: BatchSizeOption = 256,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     review_threshold: ReviewThresholdOption = None,
 ) -> None:
@@ -430,14 +441,13 @@ def evaluate(
     review coverage)."""
     from .evaluate import evaluate_folder, write_report
 
-    result = _run(
-        lambda: evaluate_folder(
-            input_dir, labels, model, batch_size, max_pixels, review_threshold, output
-        )
+    options = PredictOptions(
+        model=model, batch_size=batch_size, max_pixels=max_pixels, review_threshold=review_threshold
     )
+    result = _run(lambda: evaluate_folder(input_dir, labels, options, output))
     _print_metrics(result.metrics)
     if report is not None:
-        written = _run(lambda: write_report(result, report, str(input_dir)))
+        written = _run(lambda: write_report(result, report))
         err.print(f"report: {', '.join(str(p) for p in written)}")
     raise typer.Exit(int(ExitCode.PARTIAL if result.metrics["errors"] else ExitCode.OK))
 
@@ -494,39 +504,38 @@ def serve(
     model: ModelOption = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes it).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    ] = ServeOptions.host,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on.")
+    ] = ServeOptions.port,
     server: Annotated[
         Server,
         typer.Option(help="flask: Flask's development server. waitress: a production server."),
     ] = Server.flask,
     max_content_length: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (larger: 413).")
-    ] = 5 * 1024 * 1024,
-    threads: Annotated[int, typer.Option(min=1, help="waitress: worker threads.")] = 8,
+    ] = ServeOptions.max_content_length,
+    threads: Annotated[
+        int, typer.Option(min=1, help="waitress: worker threads.")
+    ] = ServeOptions.threads,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    review_threshold: ReviewThresholdOption = None,
 ) -> None:
     """Serve a page to draw digits on and the JSON API (needs 'batchdigits\\[web]')."""
     from .web import serve as run_server
 
+    options = PredictOptions(model=model, max_pixels=max_pixels, review_threshold=review_threshold)
+    listen = ServeOptions(host, port, server.value, max_content_length, threads)
+
     def ready(url: str) -> None:
-        err.print(f"serving on {url} ({server.value}); Ctrl-C stops")
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"serving on {url} ({listen.server}); Ctrl-C stops")
+        if listen.exposed:
             err.print(
                 f"warning: listening on {host}: anyone who can reach this machine can use "
                 "the page and the API (there is no login)"
             )
 
-    _run(
-        lambda: run_server(
-            model,
-            host,
-            port,
-            server.value,
-            max_content_length,
-            threads=threads,
-            on_ready=ready,
-        )
-    )
+    _run(lambda: run_server(options, listen, ready))
 
 
 def _write_summary(path: Path, data: dict) -> None:

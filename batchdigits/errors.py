@@ -86,3 +86,9 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: stop like Ctrl-C (the temporary output is dropped), exit 143."""
 
     exit_code = ExitCode.TERMINATED
+
+
+class UsageError(BatchDigitsError):
+    """Options that do not go together (e.g. ``--incremental`` with ``--engine beam``)."""
+
+    exit_code = ExitCode.USAGE

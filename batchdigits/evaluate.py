@@ -10,7 +10,7 @@ import csv
 import json
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,11 @@ from .calibrate import (
     expected_calibration_error,
     tradeoff,
 )
-from .decode import DEFAULT_MAX_PIXELS
 from .errors import InputNotFoundError, LabelError, OutputError
 from .files import Listing, find_images
-from .model import load_model
+from .inference import Inference
+from .options import PredictOptions
 from .output import AtomicCsvWriter, Row
-from .predict import DEFAULT_BATCH_SIZE, predict_rows, resolve_review_threshold
 
 
 @dataclass
@@ -74,32 +73,37 @@ def csv_labels(path: str | os.PathLike) -> dict[str, int]:
 def evaluate_folder(
     input_dir: str | os.PathLike,
     labels_csv: str | os.PathLike | None = None,
-    model: str | os.PathLike | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    review_threshold: float | None = None,
+    options: PredictOptions | None = None,
     output: str | os.PathLike | None = None,
 ) -> Evaluation:
-    """Predict every labelled image under ``input_dir`` and measure the model."""
+    """Predict every labelled image under ``input_dir`` (as ``predict`` would, with
+    ``options``) and measure the model; ``output`` also gets the rows with a label column.
+    Misclassified rows keep the image the model saw (``model_input``), for the report."""
+    options = options or PredictOptions()
     listing = find_images(input_dir)
     labels = csv_labels(labels_csv) if labels_csv is not None else folder_labels(listing)
     listing.paths = [p for p in listing.paths if p in labels]
     if not listing.paths:
         how = f"in {labels_csv}" if labels_csv else "(no sub-folders named 0-9 with images)"
         raise InputNotFoundError(f"no labelled images under {input_dir} {how}")
-    threshold = resolve_review_threshold(model, review_threshold)
-    keras_model = load_model(model)
+    inference = Inference.open(options)
     rows: list[Row] = []
     writing = AtomicCsvWriter(output, extra=("label",)) if output is not None else nullcontext()
     with writing as writer:  # published only when complete, as for predict
-        for batch in predict_rows(listing, keras_model, batch_size, max_pixels, threshold):
-            rows.extend(batch)
+        for batch in inference.rows(listing, keep_inputs=True):
+            rows.extend(_without_input_if_right(row, labels[row.path]) for row in batch)
             if writer is not None:
                 writer.write(batch, extra=[[str(labels[r.path])] for r in batch])
     truth = [labels[r.path] for r in rows]
-    result = Evaluation(rows=rows, labels=truth, threshold=threshold)
-    result.metrics = compute_metrics(rows, truth, threshold)
+    result = Evaluation(rows=rows, labels=truth, threshold=inference.threshold)
+    result.metrics = compute_metrics(rows, truth, inference.threshold)
     return result
+
+
+def _without_input_if_right(row: Row, label: int) -> Row:
+    if row.prediction is None or row.prediction == label:
+        return replace(row, model_input=None)
+    return row
 
 
 def compute_metrics(rows: list[Row], truth: list[int], threshold: float) -> dict[str, Any]:
@@ -139,7 +143,7 @@ def compute_metrics(rows: list[Row], truth: list[int], threshold: float) -> dict
     }
 
 
-def write_report(result: Evaluation, folder: str | os.PathLike, input_dir: str) -> list[Path]:
+def write_report(result: Evaluation, folder: str | os.PathLike) -> list[Path]:
     """metrics.json and three PNGs: confusion matrix, reliability diagram, and a grid of
     the misclassified images (as the model saw them) with true and predicted labels."""
     out = Path(folder)
@@ -153,5 +157,5 @@ def write_report(result: Evaluation, folder: str | os.PathLike, input_dir: str) 
     written[0].write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
     written.append(plots.confusion_matrix(result.metrics["confusion_matrix"], out))
     written.append(plots.reliability_diagram(result.rows, result.labels, out))
-    written.append(plots.misclassified_grid(result.rows, result.labels, input_dir, out))
+    written.append(plots.misclassified_grid(result.rows, result.labels, out))
     return written

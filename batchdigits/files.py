@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InputNotFoundError
@@ -21,6 +22,23 @@ class Listing:
 
     def full_path(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/"))
+
+    def full_paths(self) -> Sequence[str]:
+        """Every file's full path, made when asked for (no second list of strings)."""
+        return Mapped(self.paths, self.full_path)
+
+
+class Mapped(Sequence):
+    """``function(items[i])`` for each ``i``, computed when asked for."""
+
+    def __init__(self, items: Sequence, function: Callable):
+        self._items, self._function = items, function
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        return self._function(self._items[i])
 
 
 def is_image_name(name: str) -> bool:

@@ -14,12 +14,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .errors import ForeignOutputError, OutputError
 
 COLUMNS = ("path", "prediction", "confidence", "needs_review", "error")
 PROBABILITY_COLUMNS = tuple(f"p{d}" for d in range(10))
+NO_DIGIT = "no digit found"  # the error of an image without a stroke
 
 
 def header(probabilities: bool = False, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -101,6 +102,7 @@ class Row:
     error: str = ""
     needs_review: bool = True
     probabilities: Sequence[float] | None = None  # the ten digits' probabilities
+    model_input: Any = None  # the 28x28 image the model saw, when asked for (not written)
 
     def cells(self, probabilities: bool = False) -> list[str]:
         path = csv_path(self.path)
@@ -115,6 +117,50 @@ class Row:
             else:
                 cells += [f"{p:.6f}" for p in self.probabilities]
         return cells
+
+
+def make_row(
+    path: str, probabilities, has_digit: bool, threshold: float, model_input: Any = None
+) -> Row:
+    """The row of one image: its most likely digit and that digit's probability, flagged
+    for review below ``threshold``; an image without a stroke gets the error ``NO_DIGIT``."""
+    if not has_digit:
+        return Row(path=path, error=NO_DIGIT, model_input=model_input)
+    digit = int(probabilities.argmax())
+    confidence = float(probabilities[digit])
+    return Row(
+        path=path,
+        prediction=digit,
+        confidence=confidence,
+        needs_review=confidence < threshold,
+        probabilities=probabilities,  # the model's row as is: formatted only if written
+        model_input=model_input,
+    )
+
+
+class CsvRow:
+    """A row read back from a CSV (``--incremental`` reuses them): written as it was read."""
+
+    __slots__ = ("_cells",)
+    _PATH, _REVIEW, _ERROR = (COLUMNS.index(c) for c in ("path", "needs_review", "error"))
+
+    def __init__(self, cells: list[str]):
+        self._cells = cells
+
+    @property
+    def path(self) -> str:
+        return self._cells[self._PATH]
+
+    @property
+    def error(self) -> str:
+        return self._cells[self._ERROR]
+
+    @property
+    def needs_review(self) -> bool:
+        return self._cells[self._REVIEW] == "true"
+
+    def cells(self, probabilities: bool = False) -> list[str]:
+        return self._cells
 
 
 def _publish_mode(output: Path) -> int:
@@ -151,17 +197,12 @@ class AtomicCsvWriter:
         self._csv.writerow(header(probabilities, extra))
         self.rows_written = 0
 
-    def write(self, rows: list[Row], extra: list[list[str]] | None = None) -> None:
+    def write(self, rows: Sequence[Row | CsvRow], extra: list[list[str]] | None = None) -> None:
         """Write rows; ``extra`` gives each row's cells for the ``extra`` columns."""
         cells = (row.cells(self.with_probabilities) for row in rows)
         if extra is not None:
             cells = (c + e for c, e in zip(cells, extra, strict=True))
         self._csv.writerows(cells)
-        self.rows_written += len(rows)
-
-    def write_cells(self, rows: list[list[str]]) -> None:
-        """Write rows already formatted (reused from a previous run's CSV)."""
-        self._csv.writerows(rows)
         self.rows_written += len(rows)
 
     def commit(self) -> None:

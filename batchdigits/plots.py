@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +67,9 @@ def reliability_diagram(rows: list[Row], labels: list[int], folder: Path) -> Pat
     return path
 
 
-def misclassified_grid(rows: list[Row], labels: list[int], root: str, folder: Path) -> Path:
-    """Up to 100 misclassified images, as the model saw them (normalised 28x28)."""
-    from .decode import UnreadableImage, read_with_pillow
-    from .preprocess import normalize
-
+def misclassified_grid(rows: list[Row], labels: list[int], folder: Path) -> Path:
+    """Up to 100 misclassified images, as the model saw them (each row's ``model_input``,
+    normalised 28x28: nothing is read or normalised a second time)."""
     plt = _pyplot()
     wrong = [
         (r, y)
@@ -85,11 +82,8 @@ def misclassified_grid(rows: list[Row], labels: list[int], root: str, folder: Pa
     for ax in axes.flat:
         ax.axis("off")
     for ax, (row, truth) in zip(axes.flat, wrong, strict=False):
-        try:
-            pixels = read_with_pillow(os.path.join(root, *row.path.split("/")))
-            ax.imshow(normalize(pixels).numpy()[..., 0], cmap="gray", vmin=0, vmax=255)
-        except UnreadableImage:
-            pass
+        if row.model_input is not None:
+            ax.imshow(row.model_input[..., 0], cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"true {truth} / {row.prediction}", fontsize=7)
     if not wrong:
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")

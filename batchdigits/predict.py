@@ -1,21 +1,28 @@
-"""Predicting a folder: list, stream through the pipeline, write the CSV, summarise."""
+"""Predicting a folder, whichever engine runs it: the one driver.
+
+:func:`predict_folder` checks the options, claims the output (path, lock, stale
+temporary files, a foreign file), opens the engine (``local``: tf.data on this machine;
+``beam``: Apache Beam), writes the rows it yields to a temporary CSV that replaces the
+output only when complete, and builds the summary. With ``--incremental`` the rows of
+unchanged files come from the previous CSV (:mod:`batchdigits.plan`) and only the other
+files go to the engine.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
-import numpy as np
-
-from .decode import DEFAULT_MAX_PIXELS, UnreadableImage, read_with_pillow
-from .errors import BatchDigitsError, ExitCode
-from .files import Listing, find_images
+from .errors import ExitCode
+from .files import Listing, Mapped
 from .lock import output_lock
-from .model import load_model, read_card
+from .options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from .output import (
     AtomicCsvWriter,
     Row,
@@ -25,20 +32,12 @@ from .output import (
     header,
     remove_stale_temps,
 )
-from .pipeline import (
-    image_batches,
-    infer_prepared,
-    make_infer,
-    normalize_and_infer,
-    prepare_pixels,
-)
+from .plan import make_plan, merge
 from .progress import NullReporter, Reporter
-from .state import file_stamp, load_previous, model_fingerprint, write_state
+from .state import file_stamp, load_previous, row_settings, write_state
 
-DEFAULT_BATCH_SIZE = 256
-NO_DIGIT = "no digit found"
-#: Used when a model's card does not give a review threshold (models from older versions).
-FALLBACK_REVIEW_THRESHOLD = 0.9
+#: Rows are written and counted this many at a time.
+CHUNK = 1024
 
 
 @dataclass
@@ -63,6 +62,7 @@ class PredictSummary:
     removed: int = 0  # rows dropped: their files are gone
     escaped_names: int = 0  # file names not valid UTF-8, written with \xNN escapes
     unreadable_folders: list[str] = field(default_factory=list)
+    engine_counters: dict = field(default_factory=dict)  # Beam's counters (inferences, ...)
     seconds: float = 0.0  # the whole run
     stream_seconds: float = 0.0  # reading, decoding, predicting and writing the rows
 
@@ -76,8 +76,6 @@ class PredictSummary:
 
     def as_dict(self) -> dict:
         """For ``--summary-json``: every count, the timings and the model."""
-        from dataclasses import asdict
-
         out = asdict(self)
         out["images_per_second"] = round(self.images_per_second, 1)
         out["seconds"] = round(self.seconds, 3)
@@ -85,82 +83,70 @@ class PredictSummary:
         return out
 
 
+class Engine(Protocol):
+    """What the driver needs of an engine (``local_engine``, ``beam_engine``)."""
+
+    label: str  # for the progress display
+    listing: Listing | None  # the files, when the engine lists them up front
+    model: str
+    fingerprint: str
+    threshold: float
+
+    def rows(self, paths: Sequence[str] | None = None) -> Iterator[list[Row]]:
+        """The rows of all files (or of ``paths`` of the listing), in path order."""
+
+    def describe(self, summary: PredictSummary) -> None:
+        """Fill in what the engine knows about the folder (input, skipped files, ...)."""
+
+
+ENGINES = {"local": "local_engine", "beam": "beam_engine"}
+
+
+def open_engine(input_dir: str | os.PathLike, output: str | os.PathLike, options) -> Engine:
+    module = importlib.import_module(f".{ENGINES[options.engine]}", __package__)
+    return module.open_engine(input_dir, output, options)
+
+
 def predict_folder(
     input_dir: str | os.PathLike,
     output: str | os.PathLike = "predictions.csv",
-    model: str | os.PathLike | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    recursive: bool = True,
+    options: PredictOptions | None = None,
     reporter: Reporter | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    review_threshold: float | None = None,
-    probabilities: bool = False,
-    incremental: bool = False,
-    force: bool = False,
-    wait_lock: float = 0.0,
 ) -> PredictSummary:
     """Predict every image file under ``input_dir`` and write the CSV to ``output``.
 
-    One run at a time per output (a lock, waited for up to ``wait_lock`` seconds). The
-    CSV appears only when complete (the previous one stays until then); an existing
-    file that is not this tool's CSV is kept unless ``force``. Files that cannot be read
-    get a row with an ``error`` and never stop the run. A row needs review when its
-    confidence is below ``review_threshold`` (default: the model card's) or it has no
-    prediction. ``probabilities`` adds the columns p0-p9. ``incremental`` reuses the
-    previous run's rows of unchanged files (see :mod:`batchdigits.state`).
+    One run at a time per output (a lock, waited for up to ``options.wait_lock``
+    seconds). The CSV appears only when complete (the previous one stays until then); an
+    existing file that is not this tool's CSV is kept unless ``options.force``. Files
+    that cannot be read get a row with an ``error`` and never stop the run. See
+    :class:`~batchdigits.options.PredictOptions` for the rest.
     """
+    options = options or PredictOptions()
+    options.check()
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
-    with claim_output(output, force, wait_lock):
-        with AtomicCsvWriter(output, probabilities) as writer:
-            listing = find_images(input_dir, recursive, exclude=frozenset({os.fspath(output)}))
-            keras_model = load_model(model)
-            threshold = resolve_review_threshold(model, review_threshold)
-            summary = PredictSummary(
-                input_dir=os.fspath(input_dir),
-                output=os.fspath(output),
-                model=os.fspath(model) if model is not None else "(shipped model)",
-                model_fingerprint=model_fingerprint(model),
-                found=len(listing.paths),
-                skipped=listing.skipped,
-                review_threshold=threshold,
-                escaped_names=sum(csv_path(p) != p for p in listing.paths),
-                unreadable_folders=listing.unreadable_folders,
-            )
-            settings = {
-                "model": summary.model_fingerprint,
-                "review_threshold": threshold,
-                "probabilities": probabilities,
-            }
-            t_stream = time.perf_counter()
-            reporter.start("predicting", summary.found)
-            try:
-                if incremental:
-                    stamps = _incremental(
-                        listing,
-                        output,
-                        settings,
-                        writer,
-                        summary,
-                        reporter,
-                        lambda sub: predict_rows(
-                            sub, keras_model, batch_size, max_pixels, threshold
-                        ),
-                    )
-                else:
-                    rows_of = predict_rows(listing, keras_model, batch_size, max_pixels, threshold)
-                    for rows in rows_of:
-                        writer.write(rows)
-                        _count(summary, rows)
-                        reporter.advance(len(rows))
-            finally:
-                reporter.stop()
-            summary.stream_seconds = time.perf_counter() - t_stream
-        if incremental:
-            write_state(output, settings, stamps)
+    if options.needs_training:
+        _train_first(options, reporter)
+    with claim_output(output, options.force, options.wait_lock):
+        engine = open_engine(input_dir, output, options)
+        summary = PredictSummary(
+            input_dir=os.fspath(input_dir),
+            output=os.fspath(output),
+            model=engine.model,
+            model_fingerprint=engine.fingerprint,
+            review_threshold=engine.threshold,
+        )
+        _write_csv(engine, output, options, summary, reporter)
     summary.predicted = summary.found - summary.errors
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _train_first(options: PredictOptions, reporter: Reporter) -> None:
+    from .train import train
+
+    reporter.log(f"{options.model} does not exist: training a new model there first")
+    train(options.model, options.data, verify=options.verify_data, reporter=reporter)
 
 
 @contextlib.contextmanager
@@ -176,14 +162,36 @@ def claim_output(output: str | os.PathLike, force: bool, wait_lock: float):
         yield
 
 
-def write_cell_rows(writer, rows: Iterable[list[str]], summary: PredictSummary, reporter) -> int:
-    """Write formatted rows (``Row.cells``) 1,024 at a time, counting their errors and
-    review flags into ``summary`` and reporting progress; returns how many were written."""
+def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporter) -> None:
+    """The engine's rows (merged with the reused ones) into the published CSV; then,
+    with ``--incremental``, the sidecar that describes it."""
+    settings = row_settings(engine.fingerprint, engine.threshold, options.probabilities)
+    t_stream = time.perf_counter()
+    with AtomicCsvWriter(output, options.probabilities) as writer:
+        if options.incremental:
+            stamps = _Stamps(engine.listing)
+            rows = _incremental_rows(engine, output, settings, stamps, summary)
+        else:
+            rows = (row for chunk in engine.rows() for row in chunk)
+        reporter.start(engine.label, len(engine.listing.paths) if engine.listing else None)
+        try:
+            summary.found = write_rows(writer, rows, summary, reporter)
+        finally:
+            reporter.stop()
+        engine.describe(summary)
+        summary.stream_seconds = time.perf_counter() - t_stream
+    if options.incremental:
+        write_state(output, settings, stamps.rows())
+
+
+def write_rows(writer: AtomicCsvWriter, rows: Iterable, summary, reporter: Reporter) -> int:
+    """Write rows (``Row`` or reused ``CsvRow``) ``CHUNK`` at a time, counting their errors
+    and review flags into ``summary`` and reporting progress; returns how many."""
     written = 0
-    for chunk in _chunks(rows, 1024):
-        writer.write_cells(chunk)
-        summary.errors += sum(1 for cells in chunk if cells[4])
-        summary.needs_review += sum(1 for cells in chunk if cells[3] == "true")
+    for chunk in _chunks(rows, CHUNK):
+        writer.write(chunk)
+        summary.errors += sum(1 for row in chunk if row.error)
+        summary.needs_review += sum(1 for row in chunk if row.needs_review)
         reporter.advance(len(chunk))
         written += len(chunk)
     return written
@@ -200,167 +208,38 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _count(summary: PredictSummary, rows: list[Row]) -> None:
-    summary.errors += sum(1 for r in rows if r.error)
-    summary.needs_review += sum(1 for r in rows if r.needs_review)
-
-
-def _incremental(listing, output, settings, writer, summary, reporter, predict) -> list:
-    """Write the rows of unchanged files from the previous CSV and predict the rest,
-    in listing order (so the CSV equals a full run's). Returns the sidecar's stamps.
-
-    Both passes walk the listing and the previous rows side by side (both are in path
-    order): the previous rows are streamed from the old CSV, never held in memory."""
+def _incremental_rows(engine: Engine, output, settings: dict, stamps, summary) -> Iterator:
+    """Rows in listing order: the previous run's for unchanged files, the engine's for
+    the rest (see :mod:`batchdigits.plan`); the plan's counts go into ``summary``."""
+    listing = engine.listing
+    keys = Mapped(listing.paths, csv_path)
     previous = load_previous(output, settings)
-    sizes, mtimes = array("q"), array("q")
-    reuse = bytearray(len(listing.paths))  # 1: the previous row stands
-    todo = []
-    old_rows = _Cursor(previous.rows())
-    for i, rel in enumerate(listing.paths):
-        key = csv_path(rel)
-        stamp = file_stamp(listing.full_path(rel)) or (-1, -1)
-        sizes.append(stamp[0])
-        mtimes.append(stamp[1])
-        summary.removed += old_rows.skip_to(key)
-        old = old_rows.take(key)
-        if old is None:
-            summary.new += 1
-        elif old[1][4]:  # an error row last time: try again
-            summary.retried += 1
-        elif stamp[0] >= 0 and (old[2], old[3]) == stamp:
-            reuse[i] = 1
-            continue
-        else:
-            summary.changed += 1
-        todo.append(rel)
-    summary.removed += old_rows.skip_to(None)
-    summary.reused = sum(reuse)
-    fresh = (row for rows in predict(Listing(listing.root, todo)) for row in rows)
-    del todo
-    old_rows = _Cursor(previous.rows())
-
-    def cells_in_order() -> Iterator[list[str]]:
-        for i, rel in enumerate(listing.paths):
-            key = csv_path(rel)
-            old_rows.skip_to(key)
-            old = old_rows.take(key)
-            yield old[1] if reuse[i] else next(fresh).cells(settings["probabilities"])
-
-    write_cell_rows(writer, cells_in_order(), summary, reporter)
-    return _Stamps(listing, sizes, mtimes)
-
-
-class _Cursor:
-    """A stream of previous rows in path order, read forward by key."""
-
-    def __init__(self, rows: Iterator):
-        self._rows = rows
-        self._head = next(rows, None)
-
-    def skip_to(self, key: str | None) -> int:
-        """Drop rows before ``key`` (all with None); returns how many were dropped."""
-        dropped = 0
-        while self._head is not None and (key is None or self._head[0] < key):
-            self._head = next(self._rows, None)
-            dropped += 1
-        return dropped
-
-    def take(self, key: str):
-        """The row for ``key`` if it is next, else None."""
-        if self._head is not None and self._head[0] == key:
-            row, self._head = self._head, next(self._rows, None)
-            return row
-        return None
+    plan = make_plan(keys, stamps, previous.rows())
+    for name in ("new", "changed", "retried", "removed", "reused"):
+        setattr(summary, name, getattr(plan, name))
+    fresh = (row for chunk in engine.rows(plan.todo(listing.paths)) for row in chunk)
+    return merge(keys, plan, previous.rows(), fresh)
 
 
 class _Stamps(Sequence):
-    """The new sidecar's ``(csv path, size, mtime_ns)`` rows, made when written."""
-
-    def __init__(self, listing: Listing, sizes, mtimes):
-        self._listing, self._sizes, self._mtimes = listing, sizes, mtimes
-
-    def __len__(self) -> int:
-        return len(self._listing.paths)
-
-    def __getitem__(self, i):
-        return (csv_path(self._listing.paths[i]), self._sizes[i], self._mtimes[i])
-
-
-def resolve_review_threshold(model: str | os.PathLike | None, given: float | None) -> float:
-    """``given``, else the model card's review threshold, else the fallback."""
-    if given is not None:
-        return given
-    try:
-        return float(read_card(model).get("review_threshold", FALLBACK_REVIEW_THRESHOLD))
-    except BatchDigitsError:  # no card beside the model: it still predicts
-        return FALLBACK_REVIEW_THRESHOLD
-
-
-def predict_rows(
-    listing: Listing,
-    model,
-    batch_size: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    threshold: float = FALLBACK_REVIEW_THRESHOLD,
-) -> Iterator[list[Row]]:
-    """Rows for every file of ``listing``, in its order, a batch at a time."""
-    infer = make_infer(model)
-    full = _FullPaths(listing)
-
-    def fallback(first: int, stop: int) -> list[Row]:
-        return [
-            _fallback_row(listing.paths[j], full[j], infer, max_pixels, threshold, batch_size)
-            for j in range(first, stop)
-        ]
-
-    next_index = 0
-    for indices, gray, sizes in image_batches(full, batch_size, max_pixels):
-        _, probs, found = infer_prepared(gray, sizes, infer, batch_size)
-        rows: list[Row] = []
-        batch = zip(indices.numpy().tolist(), probs, found.tolist(), strict=True)
-        for index, p, has_ink in batch:
-            rows.extend(fallback(next_index, index))  # files the pipeline dropped
-            rows.append(_row(listing.paths[index], p, has_ink, threshold))
-            next_index = index + 1
-        yield rows
-    if next_index < len(full):
-        yield fallback(next_index, len(full))
-
-
-class _FullPaths(Sequence):
-    """A listing's full paths, made when asked for rather than all kept in a list."""
+    """Each listed file's ``(size, mtime_ns)`` (``None`` if it cannot be read), taken
+    once, in two compact arrays: the plan reads them, the sidecar records them."""
 
     def __init__(self, listing: Listing):
         self._listing = listing
+        self._sizes, self._mtimes = array("q"), array("q")
+        for full in listing.full_paths():
+            size, mtime = file_stamp(full) or (-1, -1)
+            self._sizes.append(size)
+            self._mtimes.append(mtime)
 
     def __len__(self) -> int:
-        return len(self._listing.paths)
+        return len(self._sizes)
 
-    def __getitem__(self, index):
-        return self._listing.full_path(self._listing.paths[index])
+    def __getitem__(self, i):
+        return None if self._sizes[i] < 0 else (self._sizes[i], self._mtimes[i])
 
-
-def _row(rel: str, probabilities: np.ndarray, has_ink: bool, threshold: float) -> Row:
-    if not has_ink:
-        return Row(path=rel, error=NO_DIGIT)
-    digit = int(np.argmax(probabilities))
-    confidence = float(probabilities[digit])
-    return Row(
-        path=rel,
-        prediction=digit,
-        confidence=confidence,
-        needs_review=confidence < threshold,
-        probabilities=probabilities,  # the model's row as is: formatted only if written
-    )
-
-
-def _fallback_row(
-    rel: str, full: str, infer, max_pixels: int, threshold: float, batch_size: int
-) -> Row:
-    """A file the pipeline could not decode: try Pillow; else an error row."""
-    try:
-        pixels = read_with_pillow(full, max_pixels)
-    except UnreadableImage as exc:
-        return Row(path=rel, error=str(exc))
-    _, probs, found = normalize_and_infer([prepare_pixels(pixels)], infer, batch_size)
-    return _row(rel, probs[0], bool(found[0]), threshold)
+    def rows(self) -> Iterator[tuple[str, int, int]]:
+        """The sidecar's ``(csv path, size, mtime_ns)`` rows."""
+        for i, rel in enumerate(self._listing.paths):
+            yield csv_path(rel), self._sizes[i], self._mtimes[i]

@@ -28,8 +28,8 @@ of paper (real crops from forms have none: the ink touches the edges):
 It runs in two parts so that the costly part is vectorised: :func:`prepare` (step 1,
 per image, inside the parallel ``tf.data`` map) and :func:`normalize_batch` (steps 2-6,
 on a padded batch of prepared images: the same few hundred ops serve a whole batch
-instead of each image). :func:`normalize_found` and :func:`normalize` run both on one
-image (Pillow fallback, web page, tests): one code path everywhere.
+instead of each image). :func:`normalize` runs both on one image, for a look at it;
+predictions go through :class:`batchdigits.inference.Inference`: one code path everywhere.
 """
 
 from __future__ import annotations
@@ -499,9 +499,9 @@ def _centre(box):
 
 def normalize_batch(gray, sizes):
     """Steps 2-6 on a batch: ``gray (B, H, W)`` from :func:`prepare`, zero-padded, with
-    each image's valid ``sizes (B, 2)`` (h, w) -> ``(inputs (B, 28, 28, 1), found (B,))``.
+    each image's valid ``sizes (B, 2)`` (h, w) -> ``(inputs (B, 28, 28, 1), has_digit (B,))``.
 
-    ``inputs`` are in 0..255; ``found`` is False for an image with no ink (blank page,
+    ``inputs`` are in 0..255; ``has_digit`` is False for an image with no ink (blank page,
     uniform colour): not a digit, and its input is all zeros.
     """
     t = tf()
@@ -517,9 +517,9 @@ def normalize_batch(gray, sizes):
     x = _without_salt_and_pepper(x)
     x = _without_edge_lines(x, h, w)
     x = _without_specks(x, h, w)
-    found = (contrast >= MIN_CONTRAST) & _has_stroke(x, h, w)
+    has_digit = (contrast >= MIN_CONTRAST) & _has_stroke(x, h, w)
     out = _centre(_fit_box(x))
-    return t.where(_per_image(found)[..., None], out, 0.0) * 255.0, found
+    return t.where(_per_image(has_digit)[..., None], out, 0.0) * 255.0, has_digit
 
 
 def pad_batch(grays):
@@ -533,21 +533,12 @@ def pad_batch(grays):
     return batch, t.constant([list(g.shape) for g in grays], t.int32)
 
 
-def normalize_many(images):
-    """A list of decoded images of any sizes -> ``(inputs (N, 28, 28, 1), found (N,))``:
-    prepared one by one, zero-padded into one batch, normalised together."""
-    return normalize_batch(*pad_batch([prepare(image) for image in images]))
-
-
-def normalize_found(image):
-    """One decoded image ``(H, W, C)`` or ``(H, W)``, 0..255 -> ``(input, found)``:
-    the model input ``float32 (28, 28, 1)`` in 0..255, and False when there is no ink."""
+def normalize(image):
+    """One decoded image ``(H, W, C)`` or ``(H, W)``, 0..255 -> numpy ``(input, has_digit)``:
+    the model input ``float32 (28, 28, 1)`` in 0..255 (zeros without a stroke) and
+    whether it holds a stroke. For looking at one image; every front end goes through
+    :class:`batchdigits.inference.Inference`, which runs the same steps batched."""
     t = tf()
     gray = prepare(image)
-    inputs, found = normalize_batch(gray[None], t.shape(gray)[None])
-    return t.ensure_shape(inputs[0], (SIZE, SIZE, 1)), found[0]
-
-
-def normalize(image):
-    """One decoded image -> model input ``float32 (28, 28, 1)`` (zeros when no ink)."""
-    return normalize_found(image)[0]
+    inputs, has_digit = normalize_batch(gray[None], t.shape(gray)[None])
+    return inputs[0].numpy(), bool(has_digit[0])

@@ -122,18 +122,3 @@ def hard_set(digits: np.ndarray, seed: int = 0) -> list[np.ndarray]:
 def non_digit_set(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return _arrays([non_digit(rng) for _ in range(n)])
-
-
-def predict_arrays(model, images: list[np.ndarray], batch_size: int = 256):
-    """Images (any size, gray) through the shared normalisation and the model:
-    ``(probabilities (N, 10), found (N,))``, batched like the pipeline."""
-    from .pipeline import make_infer
-    from .preprocess import normalize_many
-
-    infer = make_infer(model)
-    probs, found = [], []
-    for start in range(0, len(images), batch_size):
-        inputs, has_ink = normalize_many(images[start : start + batch_size])
-        probs.append(infer(inputs).numpy())
-        found.append(has_ink.numpy())
-    return np.concatenate(probs), np.concatenate(found)

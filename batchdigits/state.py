@@ -13,15 +13,13 @@ predicts everything: a stale sidecar can cost time, never a wrong row.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import default_model_path
-from .output import atomic_text, header
+from .output import CsvRow, atomic_text, header
 
 FORMAT = "batchdigits-state/1"
 
@@ -29,15 +27,6 @@ FORMAT = "batchdigits-state/1"
 def state_path(output: str | os.PathLike) -> Path:
     p = Path(output)
     return p.with_name(p.name + ".state")
-
-
-def model_fingerprint(model: str | os.PathLike | None) -> str:
-    """``sha256:...`` of the model file's bytes (the shipped model when ``None``)."""
-    digest = hashlib.sha256()
-    with open(model if model is not None else default_model_path(), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -52,8 +41,8 @@ class Previous:
     def usable(self) -> bool:
         return not self.reason
 
-    def rows(self) -> Iterator[tuple[str, list[str], int, int]]:
-        """``(csv path, cells, size, mtime_ns)`` per row; stops early (the rest then
+    def rows(self) -> Iterator[tuple[str, CsvRow, int, int]]:
+        """``(csv path, row, size, mtime_ns)`` per row; stops early (the rest then
         counts as new: predicted again, never wrong) if CSV and sidecar disagree."""
         if not self.usable:
             return
@@ -66,9 +55,10 @@ class Previous:
             next(reader, None)  # the CSV header
             try:
                 for stamp, cells in zip(csv.reader(side), reader, strict=False):
-                    if not cells or stamp[0] != cells[0]:
+                    row = CsvRow(cells)
+                    if not cells or stamp[0] != row.path:
                         return
-                    yield cells[0], cells, int(stamp[1]), int(stamp[2])
+                    yield row.path, row, int(stamp[1]), int(stamp[2])
             except (OSError, ValueError, IndexError, UnicodeDecodeError, csv.Error):
                 return
 
@@ -79,6 +69,11 @@ def file_stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
+
+
+def row_settings(fingerprint: str, threshold: float, probabilities: bool) -> dict:
+    """What shapes a row, as the sidecar records it: rows made otherwise are not reused."""
+    return {"model": fingerprint, "review_threshold": threshold, "probabilities": probabilities}
 
 
 def load_previous(output: str | os.PathLike, settings: dict) -> Previous:

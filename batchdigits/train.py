@@ -23,6 +23,7 @@ from .calibrate import (
     tradeoff,
 )
 from .data import Mnist, load_mnist
+from .inference import Inference, compute_images_per_second
 from .model import (
     DEFAULT_ARCHITECTURE,
     build_model,
@@ -33,9 +34,8 @@ from .model import (
     with_temperature,
 )
 from .negatives import NOT_A_DIGIT, non_digits
-from .pipeline import compute_images_per_second
 from .preprocess import normalize_batch
-from .probes import hard_set, non_digit_set, predict_arrays, scan_like_set
+from .probes import hard_set, non_digit_set, scan_like_set
 from .progress import NullReporter, Reporter
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
@@ -209,10 +209,11 @@ def probe_figures(model, mnist: Mnist, n: int, threshold: float) -> dict[str, An
         return {}
     x, y = mnist.x_test[-n:], mnist.y_test[-n:]
     figures: dict[str, Any] = {"probe_images": int(len(x))}
+    inference = Inference.of(model)
     for name, images in (("scan_like", scan_like_set(x, 1)), ("hard", hard_set(x, 2))):
-        probs, found = predict_arrays(model, images)
+        probs, found = inference.predict_images(images)
         figures[f"{name}_accuracy"] = round(float(np.mean((probs.argmax(1) == y) & found)), 6)
-    probs, found = predict_arrays(model, non_digit_set(max(1, n // 2), 3))
+    probs, found = inference.predict_images(non_digit_set(max(1, n // 2), 3))
     flagged = ~found | (probs.max(1) < threshold)
     figures["non_digits_flagged"] = round(float(flagged.mean()), 6)
     return figures

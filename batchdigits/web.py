@@ -3,25 +3,27 @@
 A Flask front end of the same library: one page (no external assets, works offline),
 ``POST /api/predict`` and ``GET /healthz``. A request's image goes through exactly what
 ``predict`` does to a file: the same decoder and Pillow fallback, the same
-normalisation, the same model call and calibration (:func:`predict_image`). The model is
-loaded once, at start; requests are served concurrently (TensorFlow's compiled functions
-are thread-safe).
+normalisation, the same model call and calibration (:class:`Predictor`, through the
+shared :class:`~batchdigits.inference.Inference`). The model is loaded once, at start;
+requests are served concurrently (TensorFlow's compiled functions are thread-safe).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from .decode import DEFAULT_MAX_PIXELS, UnreadableImage
+from .decode import UnreadableImage
 from .errors import BatchDigitsError, ExitCode
+from .inference import Inference, prepare_bytes
+from .options import PredictOptions, ServeOptions
+from .output import make_row
 
-DEFAULT_MAX_CONTENT_LENGTH = 5 * 1024 * 1024
 BATCH_WAIT_SECONDS = 0.005  # how long the model thread waits for more requests to join
 #: Content types ``/api/predict`` takes as a raw body (besides multipart forms).
 RAW_TYPES = ("image/", "application/octet-stream")
@@ -53,25 +55,11 @@ def _require(module: str, extra: str = "web"):
 
 
 class Predictor:
-    """The model, loaded once, and the one-image prediction every request runs."""
+    """The model, opened once (:class:`~batchdigits.inference.Inference`), and the
+    one-image prediction every request runs."""
 
-    def __init__(
-        self,
-        model: str | os.PathLike | None = None,
-        review_threshold: float | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-    ):
-        from .model import load_model
-        from .pipeline import make_infer
-        from .predict import DEFAULT_BATCH_SIZE, resolve_review_threshold
-        from .state import model_fingerprint
-
-        self.infer = make_infer(load_model(model))
-        self.threshold = resolve_review_threshold(model, review_threshold)
-        self.fingerprint = model_fingerprint(model)
-        self.model = os.fspath(model) if model is not None else "(shipped model)"
-        self.max_pixels = max_pixels
-        self.batch_size = DEFAULT_BATCH_SIZE  # the same model call shape as predict's
+    def __init__(self, options: PredictOptions | None = None):
+        self.inference = Inference.open(options or PredictOptions())
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._batches, name="batchdigits-model", daemon=True).start()
 
@@ -79,43 +67,44 @@ class Predictor:
         """The one thread that calls the model: requests that arrive together share a
         call (a model call costs the same for 1 image as for a full batch, whose shape
         every call has so that answers equal predict's rows bit for bit)."""
-        from .pipeline import normalize_and_infer
-
         while True:
-            waiting = [self._queue.get()]
-            deadline = time.monotonic() + BATCH_WAIT_SECONDS
-            while len(waiting) < self.batch_size:
-                try:
-                    waiting.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
+            waiting = self._waiting()
             try:
-                results = normalize_and_infer([g for g, _ in waiting], self.infer, self.batch_size)
+                results = self.inference.predict_prepared([gray for gray, _ in waiting])
                 for i, (_, future) in enumerate(waiting):
                     future.set_result(tuple(part[i] for part in results))
             except Exception as exc:  # answered as a 500 by each waiting request
                 for _, future in waiting:
                     future.set_exception(exc)
 
+    def _waiting(self) -> list:
+        """The next request, and those that join it within ``BATCH_WAIT_SECONDS``."""
+        waiting = [self._queue.get()]
+        deadline = time.monotonic() + BATCH_WAIT_SECONDS
+        while len(waiting) < self.inference.options.batch_size:
+            try:
+                waiting.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return waiting
+
     def predict_image(self, data: bytes) -> dict:
         """An image file's bytes -> the JSON answer (raises UnreadableImage)."""
         from concurrent.futures import Future
 
-        from .pipeline import prepare_bytes
-        from .predict import _row
-
-        gray = prepare_bytes(data, self.max_pixels)  # in the request's thread, in parallel
+        # decoded in the request's thread, in parallel with the others
+        gray = prepare_bytes(data, self.inference.options.max_pixels)
         future: Future = Future()
         self._queue.put((gray, future))
-        inputs, probabilities, found = future.result()
-        row = _row("upload", probabilities, bool(found), self.threshold)
+        inputs, probabilities, has_digit = future.result()
+        row = make_row("upload", probabilities, bool(has_digit), self.inference.threshold)
         answer = {
             "prediction": row.prediction,
             "confidence": row.confidence,
             "needs_review": row.needs_review,
-            "probabilities": [float(p) for p in probabilities] if found else None,
+            "probabilities": [float(p) for p in probabilities] if has_digit else None,
             "normalized": _png_data_url(inputs),
-            "review_threshold": self.threshold,
+            "review_threshold": self.inference.threshold,
         }
         if row.error:
             answer["error"] = row.error
@@ -133,79 +122,80 @@ def _png_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def create_app(
-    model: str | os.PathLike | None = None,
-    max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH,
-    predictor: Predictor | None = None,
-):
-    """The Flask app; ``predictor`` (or a new one for ``model``) is shared by all requests."""
+def create_app(predictor: Predictor, max_content_length: int = ServeOptions.max_content_length):
+    """The Flask app; ``predictor`` is shared by all requests."""
     flask = _require("flask")
-    from werkzeug.exceptions import HTTPException
-
-    predictor = predictor or Predictor(model)
     app = flask.Flask("batchdigits")
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
+    _error_handlers(app, flask, max_content_length)
     page = PAGE.read_text(encoding="utf-8")
+    app.add_url_rule("/", "index", lambda: flask.Response(page, mimetype="text/html"))
+    app.add_url_rule("/healthz", "healthz", lambda: flask.jsonify(_health(predictor)))
+    app.add_url_rule(
+        "/api/predict", "predict", lambda: _api_predict(flask, predictor), methods=["POST"]
+    )
+    return app
 
-    def error(status: int, message: str):
-        return flask.jsonify({"error": message}), status
+
+def _error(flask, status: int, message: str):
+    return flask.jsonify({"error": message}), status
+
+
+def _error_handlers(app, flask, max_content_length: int) -> None:
+    from werkzeug.exceptions import HTTPException
+
+    messages = {
+        405: "method not allowed",
+        404: "not found",
+        413: f"request too large (the limit is {max_content_length:,} bytes)",
+    }
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        messages = {
-            405: "method not allowed",
-            404: "not found",
-            413: f"request too large (the limit is {max_content_length:,} bytes)",
-        }
-        return error(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
+        code = exc.code or 500
+        return _error(flask, code, messages.get(code, exc.description or exc.name))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         # A bug, not the request's fault: logged with its traceback, answered as JSON,
         # and the server goes on.
         app.logger.exception("unexpected error")
-        return error(500, f"internal error ({type(exc).__name__})")
+        return _error(flask, 500, f"internal error ({type(exc).__name__})")
 
-    @app.get("/")
-    def index():
-        return flask.Response(page, mimetype="text/html")
 
-    @app.get("/healthz")
-    def healthz():
-        return flask.jsonify(
-            {
-                "status": "ok",
-                "model": predictor.model,
-                "model_fingerprint": predictor.fingerprint,
-                "review_threshold": predictor.threshold,
-            }
+def _health(predictor: Predictor) -> dict:
+    inference = predictor.inference
+    return {
+        "status": "ok",
+        "model": inference.name,
+        "model_fingerprint": inference.fingerprint,
+        "review_threshold": inference.threshold,
+    }
+
+
+def _api_predict(flask, predictor: Predictor):
+    request = flask.request
+    content_type = request.mimetype or ""
+    if content_type == "multipart/form-data":
+        upload = request.files.get("image") or next(iter(request.files.values()), None)
+        if upload is None:
+            return _error(flask, 400, "no file in the form (send it as the field 'image')")
+        data = upload.read()
+    elif content_type.startswith(RAW_TYPES):
+        data = request.get_data(cache=False)
+    else:
+        return _error(
+            flask,
+            415,
+            f"unsupported content type {content_type or '(none)'!r}: send the image as "
+            "the request body (image/png, image/jpeg, ...) or as a multipart form field",
         )
-
-    @app.post("/api/predict")
-    def api_predict():
-        request = flask.request
-        content_type = request.mimetype or ""
-        if content_type == "multipart/form-data":
-            upload = request.files.get("image") or next(iter(request.files.values()), None)
-            if upload is None:
-                return error(400, "no file in the form (send it as the field 'image')")
-            data = upload.read()
-        elif content_type.startswith(RAW_TYPES):
-            data = request.get_data(cache=False)
-        else:
-            return error(
-                415,
-                f"unsupported content type {content_type or '(none)'!r}: send the image as "
-                "the request body (image/png, image/jpeg, ...) or as a multipart form field",
-            )
-        if not data:
-            return error(400, "empty request: no image")
-        try:
-            return flask.jsonify(predictor.predict_image(data))
-        except UnreadableImage as exc:
-            return error(422, str(exc))
-
-    return app
+    if not data:
+        return _error(flask, 400, "empty request: no image")
+    try:
+        return flask.jsonify(predictor.predict_image(data))
+    except UnreadableImage as exc:
+        return _error(flask, 422, str(exc))
 
 
 def _check_listen(host: str, port: int) -> None:
@@ -225,23 +215,22 @@ def _check_listen(host: str, port: int) -> None:
 
 
 def serve(
-    model: str | os.PathLike | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    server: str = "flask",
-    max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH,
-    threads: int = 8,
-    on_ready=None,
+    options: PredictOptions | None = None,
+    listen: ServeOptions | None = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run the app until interrupted: Flask's development server, or waitress."""
+    listen = listen or ServeOptions()
     _require("flask")
-    if server == "waitress":
+    if listen.server == "waitress":
         waitress = _require("waitress")
-    _check_listen(host, port)
-    app = create_app(model, max_content_length)
+    _check_listen(listen.host, listen.port)
+    app = create_app(Predictor(options), listen.max_content_length)
     if on_ready is not None:
-        on_ready(f"http://{host}:{port}/")
-    if server == "waitress":
-        waitress.serve(app, host=host, port=port, threads=threads, ident="batchdigits")
+        on_ready(listen.url)
+    if listen.server == "waitress":
+        waitress.serve(
+            app, host=listen.host, port=listen.port, threads=listen.threads, ident="batchdigits"
+        )
     else:
-        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        app.run(host=listen.host, port=listen.port, threaded=True, use_reloader=False)

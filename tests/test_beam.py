@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 
 from batchdigits.cli import app
 from batchdigits.errors import ExitCode
+from batchdigits.options import BeamSettings, PredictOptions
 from batchdigits.predict import predict_folder
 
 beam = pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 
-from batchdigits.beam_engine import beam_flags, predict_folder_beam  # noqa: E402
+from batchdigits.beam_engine import beam_flags  # noqa: E402
 
 runner = CliRunner()
 
@@ -48,11 +49,10 @@ def mixed_folder(tmp_path, mnist):
 def test_beam_csv_equals_local_csv(mixed_folder, tiny_model, tmp_path):
     local = tmp_path / "local.csv"
     on_beam = tmp_path / "beam.csv"
-    predict_folder(mixed_folder, local, tiny_model, probabilities=True)
-    metrics: dict = {}
-    summary = predict_folder_beam(
-        mixed_folder, on_beam, tiny_model, probabilities=True, metrics=metrics
-    )
+    predict_folder(mixed_folder, local, PredictOptions(model=tiny_model, probabilities=True))
+    options = PredictOptions(engine="beam", model=tiny_model, probabilities=True)
+    summary = predict_folder(mixed_folder, on_beam, options)
+    metrics = summary.engine_counters
     # Same header, rows, order, predictions, confidences and probabilities (6 decimals),
     # and the same error rows: byte for byte.
     assert on_beam.read_bytes() == local.read_bytes()
@@ -110,18 +110,24 @@ def test_beam_options():
 def test_inference_failures_become_error_rows(mixed_folder, tiny_model, tmp_path, monkeypatch):
     """A batch the model fails on goes to RunInference's failure output: its files get
     error rows, the others are predicted, the run completes."""
-    from batchdigits import pipeline
+    from batchdigits.inference import Inference
 
-    real = pipeline.normalize_and_infer
+    real = Inference.predict_prepared
 
-    def failing(grays, infer, batch_size):
+    def failing(self, grays):
         if any(g.shape == (90, 90) for g in grays):  # the JPEGs of the subfolder
             raise RuntimeError("simulated model failure")
-        return real(grays, infer, batch_size)
+        return real(self, grays)
 
-    monkeypatch.setattr(pipeline, "normalize_and_infer", failing)
+    monkeypatch.setattr(Inference, "predict_prepared", failing)
     out = tmp_path / "beam.csv"
-    summary = predict_folder_beam(mixed_folder, out, tiny_model, min_batch_size=1, max_batch_size=4)
+    summary = predict_folder(
+        mixed_folder,
+        out,
+        PredictOptions(
+            engine="beam", model=tiny_model, beam=BeamSettings(min_batch=1, max_batch=4)
+        ),
+    )
     rows = {line.split(",")[0]: line for line in out.read_text().splitlines()[1:]}
     assert len(rows) == 45 and summary.found == 45
     failed = [path for path, line in rows.items() if "model failed (RuntimeError)" in line]

@@ -100,8 +100,8 @@ def test_tensorflow_and_pillow_paths_agree(mnist, tmp_path):
     for name, data in _digit_images(mnist).items():
         path = tmp_path / name
         path.write_bytes(data)
-        via_tf = normalize(decode_tf(tf().constant(data))).numpy()
-        via_pillow = normalize(read_with_pillow(str(path))).numpy()
+        via_tf = normalize(decode_tf(tf().constant(data)))[0]
+        via_pillow = normalize(read_with_pillow(str(path)))[0]
         diff = np.abs(via_tf - via_pillow)
         # Lossless formats: rounding only. JPEG: the two libjpeg builds' IDCTs differ a little.
         limit = 4.0 if name.endswith(".jpg") else 1.0
@@ -109,7 +109,7 @@ def test_tensorflow_and_pillow_paths_agree(mnist, tmp_path):
 
 
 def _reference(mnist, index=11):
-    return normalize(mnist.x_test[index]).numpy()
+    return normalize(mnist.x_test[index])[0]
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
@@ -128,7 +128,7 @@ def test_every_pillow_mode_reads_the_same_digit(mnist, tmp_path, mode):
     image.save(path, format=fmt)
     pixels = read_with_pillow(str(path))
     assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4)
-    got = normalize(pixels).numpy()
+    got = normalize(pixels)[0]
     tolerance = 25 if mode == "1" else 4  # 1-bit loses the anti-aliasing
     assert np.abs(got - _reference(mnist)).mean() < tolerance, mode
 
@@ -138,7 +138,7 @@ def test_first_frame_of_animated_gif_and_multipage_tiff(mnist, tmp_path):
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "a.tiff", save_all=True, append_images=frames[1:])
     for name in ("a.gif", "a.tiff"):
-        got = normalize(read_with_pillow(str(tmp_path / name))).numpy()
+        got = normalize(read_with_pillow(str(tmp_path / name)))[0]
         assert np.abs(got - _reference(mnist)).mean() < 4, name
     data = (tmp_path / "a.gif").read_bytes()
     assert decode_tf(tf().constant(data)).shape[:2] == (28, 28)
@@ -149,8 +149,8 @@ def test_exif_orientation_applied(mnist, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to view": store it rotated the other way
     upright.rotate(90, expand=True).save(tmp_path / "r.jpg", exif=exif, quality=95)
-    got = normalize(read_with_pillow(str(tmp_path / "r.jpg"))).numpy()
-    assert np.abs(got - normalize(np.asarray(upright)).numpy()).mean() < 6
+    got = normalize(read_with_pillow(str(tmp_path / "r.jpg")))[0]
+    assert np.abs(got - normalize(np.asarray(upright))[0]).mean() < 6
 
 
 def test_pillow_limit_checked_from_header(tmp_path):

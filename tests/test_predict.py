@@ -8,6 +8,7 @@ import pytest
 
 from batchdigits.errors import ExitCode, InputNotFoundError, OutputError
 from batchdigits.model import load_model
+from batchdigits.options import PredictOptions
 from batchdigits.output import COLUMNS
 from batchdigits.predict import predict_folder
 from batchdigits.preprocess import normalize
@@ -20,7 +21,7 @@ def read_csv(path) -> pd.DataFrame:
 def test_rows_errors_and_summary(digit_folder, tiny_model, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    summary = predict_folder(root, out, model=tiny_model, batch_size=5)
+    summary = predict_folder(root, out, PredictOptions(model=tiny_model, batch_size=5))
 
     df = read_csv(out)
     assert tuple(df.columns) == COLUMNS
@@ -46,13 +47,13 @@ def test_predictions_match_the_model_on_the_same_pixels(digit_folder, tiny_model
     """The streamed pipeline gives what the model says for the file's pixels."""
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    predict_folder(root, out, model=tiny_model, batch_size=4)
+    predict_folder(root, out, PredictOptions(model=tiny_model, batch_size=4))
     df = read_csv(out).set_index("path")
     model = load_model(tiny_model)
     pngs = sorted(p for p in labels if p.lower().endswith(".png"))
     index = {f"png/digit_{i:02d}.png": i for i in range(6)}
     index.update({f"digit_{i:02d}.PNG": i for i in range(6, 12)})
-    x = np.stack([normalize(mnist.x_test[index[p]]).numpy() for p in pngs])
+    x = np.stack([normalize(mnist.x_test[index[p]])[0] for p in pngs])
     probs = model(x, training=False).numpy()
     assert list(df.loc[pngs, "prediction"].astype(int)) == list(probs.argmax(axis=1))
     np.testing.assert_allclose(
@@ -63,8 +64,8 @@ def test_predictions_match_the_model_on_the_same_pixels(digit_folder, tiny_model
 def test_batch_size_does_not_change_results(digit_folder, tiny_model, tmp_path):
     root, _ = digit_folder
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    predict_folder(root, a, model=tiny_model, batch_size=1)
-    predict_folder(root, b, model=tiny_model, batch_size=256)
+    predict_folder(root, a, PredictOptions(model=tiny_model, batch_size=1))
+    predict_folder(root, b, PredictOptions(model=tiny_model, batch_size=256))
     da, db = read_csv(a), read_csv(b)
     assert list(da["path"]) == list(db["path"])
     assert list(da["prediction"]) == list(db["prediction"])
@@ -79,7 +80,7 @@ def test_batch_size_does_not_change_results(digit_folder, tiny_model, tmp_path):
 def test_no_recursive_reads_top_level_only(digit_folder, tiny_model, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    predict_folder(root, out, model=tiny_model, recursive=False)
+    predict_folder(root, out, PredictOptions(model=tiny_model, recursive=False))
     assert list(read_csv(out)["path"]) == sorted(
         ["broken.png", *(p for p in labels if "/" not in p)]
     )
@@ -88,18 +89,18 @@ def test_no_recursive_reads_top_level_only(digit_folder, tiny_model, tmp_path):
 def test_empty_folder_gives_header_only(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out.csv"
-    summary = predict_folder(tmp_path / "empty", out, model=tiny_model)
+    summary = predict_folder(tmp_path / "empty", out, PredictOptions(model=tiny_model))
     assert out.read_text() == ",".join(COLUMNS) + "\n"
     assert summary.found == 0 and summary.exit_code == ExitCode.OK
 
 
 def test_missing_input_and_unwritable_output(tmp_path, tiny_model, digit_folder):
     with pytest.raises(InputNotFoundError):
-        predict_folder(tmp_path / "nope", tmp_path / "o.csv", model=tiny_model)
+        predict_folder(tmp_path / "nope", tmp_path / "o.csv", PredictOptions(model=tiny_model))
     assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     root, _ = digit_folder
     with pytest.raises(OutputError, match="does not exist"):
-        predict_folder(root, tmp_path / "no" / "such" / "o.csv", model=tiny_model)
+        predict_folder(root, tmp_path / "no" / "such" / "o.csv", PredictOptions(model=tiny_model))
 
 
 def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch, tiny_model):
@@ -108,15 +109,15 @@ def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch
     previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
     out.write_text(previous)
 
-    import batchdigits.predict as predict_module
+    from batchdigits.inference import Inference
 
     def boom(*args, **kwargs):
         yield []
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(predict_module, "predict_rows", boom)
+    monkeypatch.setattr(Inference, "rows", boom)
     with pytest.raises(RuntimeError):
-        predict_folder(root, out, model=tiny_model)
+        predict_folder(root, out, PredictOptions(model=tiny_model))
     assert out.read_text() == previous
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -127,14 +128,18 @@ def test_output_inside_input_is_not_read(tmp_path, tiny_model, mnist):
     root = tmp_path / "d"
     save_digit(root / "a.png", mnist.x_test[0])
     save_digit(root / "out.png", mnist.x_test[1])  # an output named like an image
-    predict_folder(root, root / "out.png", model=tiny_model, force=True)  # over an image
+    predict_folder(
+        root, root / "out.png", PredictOptions(model=tiny_model, force=True)
+    )  # over an image
     assert list(read_csv(root / "out.png")["path"]) == ["a.png"]
 
 
 def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    summary = predict_folder(root, out, model=tiny_model, review_threshold=0.6, probabilities=True)
+    summary = predict_folder(
+        root, out, PredictOptions(model=tiny_model, review_threshold=0.6, probabilities=True)
+    )
     df = read_csv(out)
     assert list(df.columns) == [*COLUMNS, *(f"p{d}" for d in range(10))]
     ok = df[df["error"] == ""]
@@ -150,9 +155,9 @@ def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path
     assert summary.review_threshold == 0.6
 
     # Extremes: everything flagged, or only the rows without a prediction.
-    predict_folder(root, out, model=tiny_model, review_threshold=1.0)
+    predict_folder(root, out, PredictOptions(model=tiny_model, review_threshold=1.0))
     assert (read_csv(out)["needs_review"] == "true").all()
-    predict_folder(root, out, model=tiny_model, review_threshold=0.0)
+    predict_folder(root, out, PredictOptions(model=tiny_model, review_threshold=0.0))
     df = read_csv(out)
     assert list(df["needs_review"] == "true") == list(df["error"] != "")
 
@@ -160,7 +165,7 @@ def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path
 def test_review_threshold_defaults_to_the_model_card(digit_folder, tiny_model, tmp_path):
     from batchdigits.model import read_card
 
-    summary = predict_folder(digit_folder[0], tmp_path / "o.csv", model=tiny_model)
+    summary = predict_folder(digit_folder[0], tmp_path / "o.csv", PredictOptions(model=tiny_model))
     assert summary.review_threshold == read_card(tiny_model)["review_threshold"]
 
 

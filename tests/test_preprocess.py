@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from batchdigits.preprocess import BOX, CENTRE, normalize, normalize_found, to_gray
+from batchdigits.preprocess import BOX, CENTRE, normalize, to_gray
 
 
 def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
@@ -52,7 +52,7 @@ def test_alpha_is_composited_onto_white():
 
 def test_mnist_digits_centred_boxed_and_little_changed(mnist):
     digits = mnist.x_test[:500]
-    out = np.stack([normalize(d).numpy()[..., 0] for d in digits])
+    out = np.stack([normalize(d)[0][..., 0] for d in digits])
     assert out.shape == (500, 28, 28) and out.min() >= 0 and out.max() <= 255
     for x in out:
         cy, cx = centre_of_mass(x)
@@ -65,14 +65,14 @@ def test_mnist_digits_centred_boxed_and_little_changed(mnist):
 
 def test_dark_ink_on_light_paper_matches_the_mnist_digit(mnist):
     digit = mnist.x_test[3]
-    reference = normalize(digit).numpy()
+    reference = normalize(digit)[0]
     for canvas, at, scale in [
         ((120, 140), (10, 40), 3),
         ((300, 400), (200, 20), 3),
         ((60, 60), (0, 0), 2),
     ]:
         page = paper_digit(digit, canvas, at, scale)
-        x = normalize(page).numpy()
+        x = normalize(page)[0]
         cy, cx = centre_of_mass(x)
         assert abs(cy - CENTRE) <= 0.5 and abs(cx - CENTRE) <= 0.5
         assert max(ink_box(x)) == BOX
@@ -88,8 +88,8 @@ def test_uneven_lighting_noise_and_specks(mnist):
     page = page - 60 * (xx / 160) + rng.normal(0, 5, page.shape)  # shadow to the right
     page[150:152, 5:7] = 20  # a dust speck far from the digit
     page[5:7, 150:152] = 20
-    x = normalize(page.clip(0, 255).astype(np.uint8)).numpy()
-    reference = normalize(digit).numpy()
+    x = normalize(page.clip(0, 255).astype(np.uint8))[0]
+    reference = normalize(digit)[0]
     assert max(ink_box(x)) == BOX
     assert np.abs(x - reference).mean() < 15
 
@@ -97,8 +97,8 @@ def test_uneven_lighting_noise_and_specks(mnist):
 def test_faint_and_thin_strokes_survive():
     page = np.full((100, 100), 230, np.uint8)
     page[20:80, 50] = 200  # a faint, 1-pixel-wide vertical stroke: a "1"
-    x, found = normalize_found(page)
-    x = x.numpy()[..., 0]
+    x, found = normalize(page)
+    x = x[..., 0]
     assert bool(found)
     h, w = ink_box(x)
     assert h == BOX and w <= 3
@@ -108,7 +108,7 @@ def test_faint_and_thin_strokes_survive():
 @pytest.mark.parametrize("size", [8, 16])
 def test_tiny_digits_are_upscaled(mnist, size):
     small = np.asarray(Image.fromarray(mnist.x_test[0]).resize((size, size), Image.BILINEAR))
-    x = normalize(small).numpy()
+    x = normalize(small)[0]
     assert max(ink_box(x)) == BOX
     cy, cx = centre_of_mass(x)
     assert abs(cy - CENTRE) <= 0.5 and abs(cx - CENTRE) <= 0.5
@@ -116,21 +116,21 @@ def test_tiny_digits_are_upscaled(mnist, size):
 
 def test_huge_image(mnist):
     page = paper_digit(mnist.x_test[7], (4000, 4000), (1500, 2200), 40)
-    x = normalize(page).numpy()
+    x = normalize(page)[0]
     assert max(ink_box(x)) == BOX
-    assert np.abs(x - normalize(mnist.x_test[7]).numpy()).mean() < 15
+    assert np.abs(x - normalize(mnist.x_test[7])[0]).mean() < 15
 
 
 def test_polarity_both_ways_and_rgb_and_alpha(mnist):
     digit = mnist.x_test[9]
-    bright = normalize(digit).numpy()
-    dark = normalize(255 - digit).numpy()
+    bright = normalize(digit)[0]
+    dark = normalize(255 - digit)[0]
     assert np.abs(bright - dark).mean() < 3
     rgb = np.stack([255 - digit, 255 - digit // 2, np.full_like(digit, 255)], -1)  # blue ink
-    assert np.abs(normalize(rgb).numpy() - bright).mean() < 12
+    assert np.abs(normalize(rgb)[0] - bright).mean() < 12
     rgba = np.zeros((28, 28, 4), np.uint8)
     rgba[..., 3] = digit  # black strokes on a transparent background
-    assert np.abs(normalize(rgba).numpy() - bright).mean() < 3
+    assert np.abs(normalize(rgba)[0] - bright).mean() < 3
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_polarity_both_ways_and_rgb_and_alpha(mnist):
     ],
 )
 def test_no_ink_is_not_a_digit(image):
-    x, found = normalize_found(image)
+    x, found = normalize(image)
     assert not bool(found)
     assert float(np.asarray(x).max()) == 0.0
 
@@ -152,7 +152,7 @@ def test_blank_scanned_page_with_paper_noise_is_not_a_digit():
     rng = np.random.default_rng(0)
     page = Image.fromarray(rng.normal(225, 4, (200, 150)).clip(0, 255).astype(np.uint8))
     page = page.filter(ImageFilter.GaussianBlur(0.7))
-    _, found = normalize_found(np.asarray(page))
+    _, found = normalize(np.asarray(page))
     assert not bool(found)
 
 
@@ -163,16 +163,16 @@ def test_polarity_with_vignetting_and_a_thin_small_digit():
     r2 = ((yy - 60) / 60.0) ** 2 + ((xx - 70) / 70.0) ** 2
     page = 215 - 25 * r2  # bright centre, darker border
     page[50:75, 66:69] = 30  # a thin dark stroke
-    x, found = normalize_found(page.clip(0, 255).astype(np.uint8))
+    x, found = normalize(page.clip(0, 255).astype(np.uint8))
     assert bool(found)
-    h, w = ink_box(x.numpy())
+    h, w = ink_box(x)
     assert h == BOX and w <= 6  # a tall thin stroke, not an inverted page
 
 
 def test_batch_with_padding_equals_one_by_one(mnist):
     """normalize_batch on a zero-padded batch of different sizes gives exactly what each
     image gives alone: padding never leaks into an image's result."""
-    from batchdigits.preprocess import normalize_many
+    from batchdigits.preprocess import normalize_batch, pad_batch, prepare
 
     images = [
         mnist.x_test[0],
@@ -181,11 +181,11 @@ def test_batch_with_padding_equals_one_by_one(mnist):
         np.asarray(Image.fromarray(mnist.x_test[3]).resize((8, 8), Image.BILINEAR)),
         np.full((30, 50), 255, np.uint8),  # blank
     ]
-    batch, found = normalize_many(images)  # zero-padded to 120x140
+    batch, found = normalize_batch(*pad_batch([prepare(i) for i in images]))  # to 120x140
     for i, image in enumerate(images):
-        alone, alone_found = normalize_found(image)
+        alone, alone_found = normalize(image)
         assert bool(found[i]) == bool(alone_found)
-        np.testing.assert_allclose(batch[i].numpy(), alone.numpy(), atol=1e-3, err_msg=str(i))
+        np.testing.assert_allclose(batch[i].numpy(), alone, atol=1e-3, err_msg=str(i))
 
 
 # --------------------------------------------------------------------------- no margin assumed
@@ -207,9 +207,8 @@ def test_tight_crops_whose_ink_touches_the_edges_are_read(mnist, side, one_bit):
     for i in range(20):
         crop = tight_crop(mnist.x_test[i], side, one_bit)
         for image in (crop, 255 - crop):  # dark on light and light on dark
-            x, found = normalize_found(image)
+            x, found = normalize(image)
             assert bool(found), i
-            x = x.numpy()
             assert max(ink_box(x)) == BOX
             # the ink is the digit, not the paper: a fifth to a half of the box, not most
             share = (x > 127).sum() / BOX**2
@@ -223,8 +222,8 @@ def test_polarity_of_a_bold_tight_crop_is_the_thin_class(mnist):
     yy, xx = np.mgrid[0:16, 0:16]
     r = np.hypot((yy - 7.5) / 8.0, (xx - 7.5) / 6.5)
     page[(r > 0.62) & (r < 1.02)] = 0
-    x, found = normalize_found(page)
-    x = x.numpy()[..., 0]
+    x, found = normalize(page)
+    x = x[..., 0]
     assert bool(found)
     assert x[14, 14] < 50  # the hole of the 0 is paper
     assert x[14, 8:20].max() > 200 or x[8:20, 14].max() > 200  # the ring is ink
@@ -233,14 +232,14 @@ def test_polarity_of_a_bold_tight_crop_is_the_thin_class(mnist):
 @pytest.mark.parametrize("edges", [(0, 2), (1, 3), (0, 1), (2, 3)])
 def test_bands_along_two_edges_are_not_the_digit(mnist, edges):
     digit = mnist.x_test[11]
-    reference = normalize(digit).numpy()
+    reference = normalize(digit)[0]
     for dark_ink in (True, False):
         ink = np.asarray(Image.fromarray(digit).resize((84, 84), Image.BICUBIC), np.float64)
         for edge in edges:
             side = [np.s_[:6], np.s_[-6:], np.s_[:, :6], np.s_[:, -6:]][edge]
             ink[side] = 255
         image = (255 - ink) if dark_ink else ink
-        x = normalize(image.astype(np.uint8)).numpy()
+        x = normalize(image.astype(np.uint8))[0]
         assert np.abs(x - reference).mean() < 15, (edges, dark_ink)
 
 
@@ -250,11 +249,11 @@ def test_a_ruling_that_touches_the_digit_goes_a_tight_bar_stays(mnist):
     rows = np.nonzero(digit.max(axis=1) > 40)[0]
     ruled[rows[-1] + 1 :] = 0
     ruled[rows[-1] + 1 : rows[-1] + 3] = 255  # a ruling right under the digit, touching it
-    reference = normalize(digit).numpy()
-    assert np.abs(normalize(ruled).numpy() - reference).mean() < 12
+    reference = normalize(digit)[0]
+    assert np.abs(normalize(ruled)[0] - reference).mean() < 12
     # A tight crop of the same 7: its bar runs along the top edge, and the digit reaches the
     # far edge, so the bar is the digit's: the top rows of the result hold ink across.
-    x = normalize(tight_crop(digit, 16, True)).numpy()[..., 0]
+    x = normalize(tight_crop(digit, 16, True))[0][..., 0]
     rows, cols = np.nonzero(x > 127)
     top = x[rows.min() : rows.min() + 3]
     assert (top > 127).any(axis=0).sum() >= 12
@@ -262,7 +261,7 @@ def test_a_ruling_that_touches_the_digit_goes_a_tight_bar_stays(mnist):
 
 def test_salt_and_pepper_noise_does_not_survive(mnist):
     digit = mnist.x_test[21]
-    reference = normalize(digit).numpy()
+    reference = normalize(digit)[0]
     rng = np.random.default_rng(5)
     for dark_ink in (True, False):
         page = np.asarray(Image.fromarray(digit).resize((56, 56), Image.BICUBIC)).copy()
@@ -270,7 +269,7 @@ def test_salt_and_pepper_noise_does_not_survive(mnist):
             page = 255 - page
         hit = rng.random(page.shape) < 0.08
         page[hit] = np.where(rng.random(hit.sum()) < 0.5, 0, 255)
-        x = normalize(page).numpy()
+        x = normalize(page)[0]
         assert max(ink_box(x)) == BOX
         assert np.abs(x - reference).mean() < 15, dark_ink
 
@@ -299,6 +298,6 @@ def test_no_stroke_is_no_digit(kind):
         "uniform-1bit": np.full((64, 80), 255),
         "tiny-uniform": np.full((8, 8), 0),
     }[kind].astype(np.uint8)
-    x, found = normalize_found(image)
+    x, found = normalize(image)
     assert not bool(found), kind
     assert float(np.asarray(x).max()) == 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchdigits.probes import hard_set, non_digit_set, predict_arrays, scan_like_set
+from batchdigits.probes import hard_set, non_digit_set, scan_like_set
 
 
 def test_probe_sets_are_deterministic(mnist):
@@ -19,16 +19,19 @@ def test_probe_sets_are_deterministic(mnist):
     assert len(n) == 30 and all(x.ndim == 2 for x in n)
 
 
-def test_predict_arrays_matches_one_by_one(mnist, tiny_model):
+def test_inference_of_images_matches_one_by_one(mnist, tiny_model):
+    from batchdigits.inference import Inference
     from batchdigits.model import load_model
-    from batchdigits.preprocess import normalize_found
+    from batchdigits.options import PredictOptions
+    from batchdigits.preprocess import normalize
 
     model = load_model(tiny_model)
     # Digits only: on pure noise, float rounding that differs between a padded batch and
     # a single image (~1e-4) can tip pixels over the noise threshold either way.
     images = scan_like_set(mnist.x_test[:10], seed=0)
-    probs, found = predict_arrays(model, images, batch_size=4)
+    inference = Inference.open(PredictOptions(model=tiny_model, batch_size=4))
+    probs, found = inference.predict_images(images)
     for i, image in enumerate(images):
-        x, has_ink = normalize_found(image)
+        x, has_ink = normalize(image)
         assert bool(has_ink) == bool(found[i])
         np.testing.assert_allclose(model(x[None], training=False).numpy()[0], probs[i], atol=1e-5)

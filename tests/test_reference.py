@@ -9,8 +9,9 @@ import pandas as pd
 from PIL import Image
 
 from batchdigits.model import load_model
+from batchdigits.options import PredictOptions
 from batchdigits.predict import predict_folder
-from batchdigits.preprocess import normalize_found
+from batchdigits.preprocess import normalize
 
 
 def test_predict_matches_a_plain_reference(tmp_path, mnist, tiny_model):
@@ -24,7 +25,7 @@ def test_predict_matches_a_plain_reference(tmp_path, mnist, tiny_model):
     for i in range(40, 70):
         scan_like(mnist.x_test[i], rng).save(root / "sub" / f"s{i:02d}.jpg", quality=80)
     out = tmp_path / "out.csv"
-    predict_folder(root, out, model=tiny_model, batch_size=16, probabilities=True)
+    predict_folder(root, out, PredictOptions(model=tiny_model, batch_size=16, probabilities=True))
     rows = pd.read_csv(out, keep_default_na=False)
     assert len(rows) == 70
 
@@ -32,7 +33,7 @@ def test_predict_matches_a_plain_reference(tmp_path, mnist, tiny_model):
     for _, row in rows.iterrows():
         with Image.open(root / row["path"]) as image:
             pixels = np.asarray(image.convert("L"))
-        x, found = normalize_found(pixels)
+        x, found = normalize(pixels)
         assert bool(found)
         probs = model(x[None], training=False).numpy()[0]
         assert int(row["prediction"]) == int(probs.argmax()), row["path"]

@@ -89,13 +89,13 @@ def test_train_rejects_bad_output_before_training(tmp_path):
 
 def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targets(mnist):
     from batchdigits.negatives import NOT_A_DIGIT
-    from batchdigits.preprocess import normalize_many
+    from batchdigits.preprocess import normalize_batch, pad_batch, prepare
     from batchdigits.train import image_dataset
 
     x = mnist.x_test[:6]
     y = np.array([*mnist.y_test[:5], NOT_A_DIGIT])
     inputs, targets = next(iter(image_dataset(x, y, batch_size=6)))
-    expected, _ = normalize_many(list(x))
+    expected, _ = normalize_batch(*pad_batch([prepare(i) for i in x]))
     np.testing.assert_allclose(inputs.numpy(), expected.numpy(), atol=1e-3)
     targets = targets.numpy()
     np.testing.assert_array_equal(targets[:5].argmax(1), mnist.y_test[:5])

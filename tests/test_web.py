@@ -26,6 +26,7 @@ pytest.importorskip("flask", reason="the web extra is not installed")
 
 from batchdigits.cli import app as cli_app  # noqa: E402
 from batchdigits.errors import ExitCode  # noqa: E402
+from batchdigits.options import PredictOptions  # noqa: E402
 from batchdigits.predict import predict_folder  # noqa: E402
 from batchdigits.web import Predictor, create_app  # noqa: E402
 
@@ -34,7 +35,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def predictor():
-    return Predictor()  # the shipped model, as `serve` without --model
+    return Predictor(PredictOptions())  # the shipped model, as `serve` without --model
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_json_equals_predict_row(client, mnist, tmp_path):
     folder.mkdir()
     for i in range(8):
         (folder / f"{i}.png").write_bytes(png_bytes(mnist.x_test[i]))
-    predict_folder(folder, tmp_path / "p.csv", probabilities=True)
+    predict_folder(folder, tmp_path / "p.csv", PredictOptions(probabilities=True))
     rows = {r.split(",")[0]: r.split(",") for r in (tmp_path / "p.csv").read_text().splitlines()}
     for i in range(8):
         data = (folder / f"{i}.png").read_bytes()

@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from batchdigits._lazy import keras, tf
+from batchdigits.inference import compute_images_per_second
 from batchdigits.model import build_model
-from batchdigits.pipeline import compute_images_per_second
 
 CANDIDATES = {
     "seed: [32,32] [64,64], dense 128": dict(blocks=[[32, 32], [64, 64]], dense=128),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from batchdigits.inference import compute_images_per_second
 from batchdigits.model import load_model
-from batchdigits.pipeline import compute_images_per_second
 
 
 def main() -> None:

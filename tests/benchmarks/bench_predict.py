@@ -44,8 +44,8 @@ from PIL import Image
 
 from batchdigits._lazy import keras, tf
 from batchdigits.data import load_mnist
+from batchdigits.inference import compute_images_per_second
 from batchdigits.model import build_model, load_model
-from batchdigits.pipeline import compute_images_per_second
 from batchdigits.predict import predict_folder
 
 SEED_ARCHITECTURE = {"blocks": [[32, 32], [64, 64]], "dense": 128, "dropout": 0.5}

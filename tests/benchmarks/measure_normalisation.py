@@ -30,6 +30,7 @@ from batchdigits._lazy import tf  # noqa: E402
 from batchdigits.data import load_mnist  # noqa: E402
 from batchdigits.decode import decode_tf  # noqa: E402
 from batchdigits.model import load_model  # noqa: E402
+from batchdigits.options import PredictOptions  # noqa: E402
 from batchdigits.pipeline import image_batches  # noqa: E402
 from batchdigits.predict import predict_folder  # noqa: E402
 
@@ -73,7 +74,7 @@ def main() -> None:
         scans = Path(tmp) / "scans"
         truth = write_scan_set(scans, mnist.x_test[:n], mnist.y_test[:n], seed=0)
         out = Path(tmp) / "p.csv"
-        predict_folder(scans, out, model=args.model)
+        predict_folder(scans, out, PredictOptions(model=args.model))
         df = pd.read_csv(out, dtype={"prediction": "Int64"})
         normalised = float(
             np.mean([truth[p] == pr for p, pr in zip(df.path, df.prediction, strict=True)])

@@ -1,0 +1,98 @@
+"""Every prediction setting once, with one name and one default: :class:`PredictOptions`.
+
+The CLI builds one from its options; ``predict_folder``, ``evaluate_folder``, ``serve``
+and both engines take it. ``dataclasses.replace(options, batch_size=64)`` makes a
+variant. Nothing heavy is imported here: the CLI imports this module at start.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .decode import DEFAULT_MAX_PIXELS
+from .errors import UsageError
+
+DEFAULT_BATCH_SIZE = 256
+#: Used when a model's card does not give a review threshold (models from older versions).
+FALLBACK_REVIEW_THRESHOLD = 0.9
+ENGINES = ("local", "beam")
+DEFAULT_MAX_CONTENT_LENGTH = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BeamSettings:
+    """``--engine beam`` only: pipeline options and how RunInference batches."""
+
+    pipeline_options: tuple[str, ...] = ()  # KEY=VALUE, e.g. "runner=DataflowRunner"
+    min_batch: int | None = None  # None: 32, or max_batch if that is smaller
+    max_batch: int = 256
+
+    @property
+    def smallest_batch(self) -> int:
+        return self.min_batch if self.min_batch is not None else min(32, self.max_batch)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict: the model, how files are read, what a row holds, how a run
+    claims its output. Inputs and outputs (folders, CSV paths) are arguments, not options."""
+
+    model: str | os.PathLike | None = None  # None: the model shipped in the package
+    batch_size: int = DEFAULT_BATCH_SIZE  # images per model call (every call has this shape)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    review_threshold: float | None = None  # None: the model card's
+    recursive: bool = True
+    probabilities: bool = False  # the columns p0 ... p9
+    incremental: bool = False  # reuse the rows of unchanged files (local engine)
+    force: bool = False  # replace an output that is not a batchdigits CSV
+    wait_lock: float = 0.0  # seconds to wait for another run's lock on the output
+    engine: str = "local"
+    beam: BeamSettings = field(default_factory=BeamSettings)
+    train_if_missing: bool = False  # train a model at ``model`` first if it does not exist
+    data: str | os.PathLike | None = None  # MNIST for train_if_missing
+    verify_data: bool = True  # check MNIST's published checksums
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` (exit 2) for settings that do not go together."""
+        for problem in _problems(self):
+            raise UsageError(problem)
+
+    @property
+    def needs_training(self) -> bool:
+        return self.train_if_missing and self.model is not None and not os.path.exists(self.model)
+
+
+def _problems(o: PredictOptions):
+    if o.engine not in ENGINES:
+        yield f"unknown engine {o.engine!r}; choose one of {', '.join(ENGINES)}"
+    if o.batch_size < 1 or o.max_pixels < 1 or o.beam.max_batch < 1:
+        yield "--batch-size, --max-pixels and --beam-max-batch must be at least 1"
+    if o.review_threshold is not None and not 0.0 <= o.review_threshold <= 1.0:
+        yield "--review-threshold must be between 0 and 1"
+    if o.engine == "beam" and o.incremental:
+        yield "--incremental works with the local engine only"
+    if o.beam.smallest_batch < 1 or o.beam.smallest_batch > o.beam.max_batch:
+        yield "--beam-min-batch is larger than --beam-max-batch (or below 1)"
+    if o.train_if_missing and o.model is None:
+        yield "--train-if-missing needs --model PATH"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``serve`` listens; what it predicts with is a :class:`PredictOptions`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    server: str = "flask"  # or "waitress"
+    max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
+    threads: int = 8  # waitress's worker threads
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def exposed(self) -> bool:
+        """Listening on an address other machines can reach."""
+        return self.host not in ("127.0.0.1", "localhost", "::1")
