@@ -1,9 +1,11 @@
-"""Shared fixtures: MNIST from ../shared/mnist (or $BATCHDIGITS_MNIST), a tiny trained
-model, and generated folders of digit images."""
+"""Shared fixtures: a small MNIST from the committed fixture (always there), the full
+MNIST files where a test needs them, a tiny trained model, and generated folders of
+digit images."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +13,68 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+#: The first 2,000 MNIST test digits and their labels (see tests/data/README.md).
+FIXTURE = REPO / "tests" / "data" / "mnist-test-2000.npz"
 
 
-def mnist_source() -> Path | None:
+def keras_cache() -> Path:
+    """Where ``keras.datasets.mnist.load_data()`` keeps its download."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets" / "mnist.npz"
+
+
+def network_answers(host: str = "storage.googleapis.com", port: int = 443) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def mnist_source() -> tuple[Path | None, str]:
+    """The full MNIST files: ``$BATCHDIGITS_MNIST``, ``../shared/mnist``, the Keras cache,
+    else the Keras download when the network answers. ``(path, what was tried)``."""
     env = os.environ.get("BATCHDIGITS_MNIST")
-    for candidate in (env, REPO.parent / "shared" / "mnist"):
+    for candidate in (env, REPO.parent / "shared" / "mnist", keras_cache()):
         if candidate and Path(candidate).exists():
-            return Path(candidate)
-    return None
+            return Path(candidate), ""
+    tried = "$BATCHDIGITS_MNIST (not set), ../shared/mnist, the Keras cache (empty)"
+    if not network_answers():
+        return None, f"no full MNIST: tried {tried} and the Keras download (no network)"
+    from batchdigits._lazy import keras
+
+    try:
+        keras().datasets.mnist.load_data()  # downloads into the Keras cache
+    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        return None, f"no full MNIST: tried {tried}; the Keras download failed ({exc})"
+    return keras_cache(), ""
 
 
 @pytest.fixture(scope="session")
-def mnist_path() -> Path:
-    path = mnist_source()
+def mnist_full_path() -> Path:
+    """The full MNIST files, for the tests that measure on all of them (skipped, with the
+    reason, where there are none)."""
+    path, reason = mnist_source()
     if path is None:
-        pytest.skip("no MNIST source: set BATCHDIGITS_MNIST or put the files in ../shared/mnist")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_full(mnist_full_path):
+    from batchdigits.data import load_mnist
+
+    return load_mnist(mnist_full_path)
+
+
+@pytest.fixture(scope="session")
+def mnist_path(tmp_path_factory) -> Path:
+    """A small MNIST (an npz ``--data`` reads) made from the committed fixture: its first
+    1,000 digits as the test set, the other 1,000 as the training set."""
+    data = np.load(FIXTURE)
+    path = tmp_path_factory.mktemp("mnist") / "mnist-small.npz"
+    x, y = data["x_test"], data["y_test"]
+    np.savez(path, x_train=x[1000:], y_train=y[1000:], x_test=x[:1000], y_test=y[:1000])
     return path
 
 
@@ -38,11 +87,12 @@ def mnist(mnist_path):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, mnist_path) -> Path:
-    """A small model trained for one epoch on 2,000 images: fast, far better than chance."""
+    """A small model trained for one epoch on the fixture's 1,000 training digits: fast,
+    far better than chance."""
     from batchdigits.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("model") / "tiny.keras"
-    train(out, mnist_path, TrainConfig(epochs=1, limit=2000, batch_size=32))
+    train(out, mnist_path, TrainConfig(epochs=1, batch_size=32))
     return out
 
 

@@ -165,7 +165,8 @@ def test_env_var_pointing_nowhere(tmp_path, monkeypatch):
         data.load_mnist()
 
 
-def test_real_mnist_checksums(mnist):
+def test_real_mnist_checksums(mnist_full):
+    mnist = mnist_full
     assert mnist.x_train.shape == (60000, 28, 28)
     assert mnist.x_test.shape == (10000, 28, 28)
     assert set(np.unique(mnist.y_test)) == set(range(10))

@@ -30,7 +30,8 @@ def test_shipped_model_is_package_data():
 
 
 @pytest.mark.slow
-def test_shipped_model_accuracy_on_mnist_test_pngs(mnist, tmp_path):
+def test_shipped_model_accuracy_on_mnist_test_pngs(mnist_full, tmp_path):
+    mnist = mnist_full
     folder = tmp_path / "mnist-test"
     folder.mkdir()
     for i, image in enumerate(mnist.x_test):
@@ -57,7 +58,8 @@ SCAN_IMAGES = 2000
 
 
 @pytest.mark.slow
-def test_shipped_model_on_scan_like_images(mnist, tmp_path):
+def test_shipped_model_on_scan_like_images(mnist_full, tmp_path):
+    mnist = mnist_full
     """Dark ink on noisy, unevenly lit paper, larger canvases, off-centre, varied scale,
     pen and JPEG quality, made from MNIST *test* digits: read through predict."""
     from scanlike import write_scan_set

@@ -43,7 +43,8 @@ def test_variants_are_deterministic_and_alternate_polarity(mnist):
 
 
 @pytest.fixture(scope="module")
-def stress_figures(mnist, tmp_path_factory):
+def stress_figures(mnist_full, tmp_path_factory):
+    mnist = mnist_full
     root = tmp_path_factory.mktemp("stress")
     digits, labels = mnist.x_test[-IMAGES:], mnist.y_test[-IMAGES:]
     truth = write_stress_folder(root / "in", digits, labels)
