@@ -159,7 +159,7 @@ def _line(row: Row) -> str:
     return json.dumps([row.path, row.prediction, row.confidence, row.needs_review, row.error, p])
 
 
-def _row(values: list) -> Row:
+def _from_line(values: list) -> Row:
     path, prediction, confidence, needs_review, error, probabilities = values
     return Row(path, prediction, confidence, error, needs_review, probabilities)
 
@@ -255,7 +255,7 @@ class BeamEngine:
                 pattern = FileSystems.join(shards_dir, "rows*")
                 found = FileSystems.match([pattern])[0].metadata_list
                 merged = _sorted_lines((m.path for m in found), scratch)
-                yield from _chunks((_row(line) for line in merged), CHUNK)
+                yield from _chunks((_from_line(line) for line in merged), CHUNK)
             finally:
                 if not shards_dir.startswith(scratch):  # best effort: a leftover is harmless
                     with contextlib.suppress(Exception):

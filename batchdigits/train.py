@@ -224,10 +224,44 @@ def train_model(
 ) -> tuple[Any, dict[str, Any]]:
     """Train on ``mnist``; return the model (best validation epoch) and its card."""
     reporter = reporter or NullReporter()
-    k, t = keras(), tf()
-    k.utils.set_random_seed(config.seed)
-    t.config.experimental.enable_op_determinism()
+    keras().utils.set_random_seed(config.seed)
+    tf().config.experimental.enable_op_determinism()
+    split = _split(mnist, config)
+    train_ds = image_dataset(
+        split["x_fit"],
+        split["y_fit"],
+        config.batch_size,
+        config.seed,
+        config.augment,
+        config.augment_fraction,
+    )
+    seed = config.seed if config.augment else None
+    val_ds, y_val = validation_dataset(split["x_val"], split["y_val"], seed)
+    test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
+    model = build_model(**config.architecture)
+    t0 = time.perf_counter()
+    best = _fit(model, train_ds, val_ds, len(split["x_fit"]), config, reporter)
+    seconds = time.perf_counter() - t0
+    model, calibration = calibrate(model, val_ds, y_val, test_ds, mnist.y_test)
+    model = fold_batch_norm(model)  # the inference form, as saved
+    # Quick trials (--limit) get proportionally small probe sets.
+    n_probes = min(config.probe_images, split["images"] // 10)
+    card = {
+        "format": "batchdigits-model-card/2",
+        **calibration,
+        **probe_figures(model, mnist, n_probes, calibration["review_threshold"]),
+        "validation_accuracy": round(float(best.best), 6),
+        "test_images": int(len(mnist.x_test)),
+        "train_images": split["train_images"],
+        "train_non_digits": split["non_digits"],
+        "validation_images": int(len(split["x_val"])),
+        **{key: value for key, value in asdict(config).items()},
+    }
+    return model, {**card, **_provenance(model, mnist, seconds)}
 
+
+def _split(mnist: Mnist, config: TrainConfig) -> dict[str, Any]:
+    """The training digits (plus generated non-digits) and the held-out validation part."""
     x, y = mnist.x_train, mnist.y_train
     if config.limit is not None:
         x, y = x[: config.limit], y[: config.limit]
@@ -237,20 +271,21 @@ def train_model(
     if n_neg:  # outlier exposure: marks that are not one digit, with a uniform target
         x_fit = np.concatenate([x_fit, non_digits(x_fit, y_fit, n_neg, config.seed)])
         y_fit = np.concatenate([y_fit, np.full(n_neg, NOT_A_DIGIT, y_fit.dtype)])
-    train_ds = image_dataset(
-        x_fit,
-        y_fit,
-        config.batch_size,
-        config.seed,
-        config.augment,
-        config.augment_fraction,
-    )
-    seed = config.seed if config.augment else None
-    val_ds, y_val = validation_dataset(x[val_idx], y[val_idx], seed)
-    test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
+    return {
+        "x_fit": x_fit,
+        "y_fit": y_fit,
+        "x_val": x[val_idx],
+        "y_val": y[val_idx],
+        "images": len(x),
+        "train_images": int(len(train_idx)),
+        "non_digits": int(n_neg),
+    }
 
-    model = build_model(**config.architecture)
-    steps = -(-len(x_fit) // config.batch_size)
+
+def _fit(model, train_ds, val_ds, n_fit: int, config: TrainConfig, reporter: Reporter):
+    """Adam with a cosine schedule; returns the callback holding the best epoch."""
+    k = keras()
+    steps = -(-n_fit // config.batch_size)
     schedule = k.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, steps * config.epochs), alpha=0.01
     )
@@ -260,7 +295,6 @@ def train_model(
         metrics=["accuracy"],
     )
     best = _best_weights_callback()
-    t0 = time.perf_counter()
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -269,22 +303,11 @@ def train_model(
         verbose=0,
         callbacks=[_progress_callback(reporter, config.epochs, steps), best],
     )
-    seconds = time.perf_counter() - t0
-    model, calibration = calibrate(model, val_ds, y_val, test_ds, mnist.y_test)
-    model = fold_batch_norm(model)  # the inference form, as saved
-    card = {
-        "format": "batchdigits-model-card/2",
-        **calibration,
-        # Quick trials (--limit) get proportionally small probe sets.
-        **probe_figures(
-            model, mnist, min(config.probe_images, len(x) // 10), calibration["review_threshold"]
-        ),
-        "validation_accuracy": round(float(best.best), 6),
-        "test_images": int(len(mnist.x_test)),
-        "train_images": int(len(train_idx)),
-        "train_non_digits": int(n_neg),
-        "validation_images": int(len(val_idx)),
-        **{key: value for key, value in asdict(config).items()},
+    return best
+
+
+def _provenance(model, mnist: Mnist, seconds: float) -> dict[str, Any]:
+    return {
         "parameters": int(model.count_params()),
         "batch_norm_folded": True,
         # Measured on the training machine, right after training (noisy on shared ones).
@@ -292,11 +315,10 @@ def train_model(
         "train_seconds": round(seconds, 1),
         "data_source": mnist.source,
         "data_checksums": mnist.checksums,
-        "tensorflow_version": t.__version__,
-        "keras_version": k.__version__,
+        "tensorflow_version": tf().__version__,
+        "keras_version": keras().__version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return model, card
 
 
 def train(

@@ -4,7 +4,9 @@ more than one worker thread, and a clear exit 2 when the extra is missing."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -151,3 +153,19 @@ def test_local_engine_imports_nothing_of_beam(digit_folder, tiny_model, tmp_path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "beam imported: False" in done.stdout, done.stderr[-2000:]
     assert (tmp_path / "o.csv").exists(), done.stderr[-2000:]
+
+
+def test_beam_equals_local_for_any_batch_size_and_any_file_name(mixed_folder, tiny_model, tmp_path):
+    """The model call has --batch-size's shape on both engines (not --beam-max-batch's),
+    and a file name that is not valid UTF-8 travels through Beam as bytes."""
+    import os
+
+    name = os.path.join(os.fsencode(mixed_folder), b"odd\xffname.png")
+    Image.fromarray(np.zeros((28, 28), np.uint8) + 255).save(os.fsdecode(name))
+    for batch_size in (8, 100):
+        options = PredictOptions(model=tiny_model, batch_size=batch_size, probabilities=True)
+        local, on_beam = tmp_path / f"local{batch_size}.csv", tmp_path / f"beam{batch_size}.csv"
+        predict_folder(mixed_folder, local, options)
+        summary = predict_folder(mixed_folder, on_beam, replace(options, engine="beam"))
+        assert on_beam.read_bytes() == local.read_bytes()
+        assert summary.found == 46 and "odd\\xffname.png" in on_beam.read_text()
