@@ -2,7 +2,7 @@
 
 The library API (the CLI is a thin layer over it)::
 
-    from batchdigits import predict_folder, train, load_model, load_mnist
+    from batchdigits import PredictOptions, predict_folder, train, load_model, load_mnist
 
 TensorFlow is imported only when a function that needs it runs.
 """
@@ -13,19 +13,31 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["load_mnist", "load_model", "predict_folder", "read_card", "train"]
+__all__ = [
+    "PredictOptions",
+    "evaluate_folder",
+    "load_mnist",
+    "load_model",
+    "predict_folder",
+    "read_card",
+    "train",
+]
 
 _EXPORTS = {
     "load_mnist": "data",
     "load_model": "model",
     "read_card": "model",
     "predict_folder": "predict",
+    "PredictOptions": "options",
+    "evaluate_folder": "evaluate",
     "train": "train",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import load_mnist
+    from .evaluate import evaluate_folder
     from .model import load_model, read_card
+    from .options import PredictOptions
     from .predict import predict_folder
     from .train import train
 
