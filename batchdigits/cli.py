@@ -75,7 +75,7 @@ SkipChecksumOption = Annotated[bool, typer.Option("--skip-checksum", help=SKIP_C
 def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = None) -> T:
     """Call ``func``; turn every error into a message on stderr and an exit code.
     ``on_error(code, message)`` is told first (e.g. to write --summary-json)."""
-    _stop_on_sigterm()
+    _stop_on_signals()
 
     def fail(code: ExitCode, message: str, shown: str | None = None) -> typer.Exit:
         if shown is None:
@@ -105,20 +105,19 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
         raise fail(ExitCode.UNEXPECTED, message, "") from None
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (systemd, kill, timeout) stops a run like Ctrl-C, but exits 143."""
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM (systemd, kill, timeout) stop a run, exit 130 or 143.
+    The stop is also recorded (:func:`errors.stop`): an exception raised while TensorFlow
+    runs Python code for it can be swallowed there, and the driver checks the record."""
     import signal
     import threading
 
+    from .errors import Terminated, stop
+
     if threading.current_thread() is not threading.main_thread():
         return
-
-    def handler(signum, frame):
-        from .errors import Terminated
-
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop(Terminated()))
+    signal.signal(signal.SIGINT, lambda signum, frame: stop(KeyboardInterrupt()))
 
 
 def _reporter(quiet: bool = False, every: float = 30.0):

@@ -92,3 +92,20 @@ class UsageError(BatchDigitsError):
     """Options that do not go together (e.g. ``--incremental`` with ``--engine beam``)."""
 
     exit_code = ExitCode.USAGE
+
+
+_stops: list[KeyboardInterrupt] = []
+
+
+def stop(exc: KeyboardInterrupt) -> None:
+    """A signal asks the run to stop: record it (see :func:`check_stop`) and raise it."""
+    _stops.append(exc)
+    raise exc
+
+
+def check_stop() -> None:
+    """Raise the recorded stop, if a signal asked for one. Long loops call it: a stop
+    raised inside TensorFlow's machinery (e.g. while a dataset runs Python code) may end
+    up as a quietly finished iterator instead of reaching the caller."""
+    if _stops:
+        raise _stops[0]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._lazy import tf
 from .decode import UnreadableImage, decode_tf, read_bytes_with_pillow, read_with_pillow
-from .errors import BatchDigitsError
+from .errors import BatchDigitsError, check_stop
 from .files import Listing
 from .model import default_model_path, load_model, read_card
 from .options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
@@ -162,6 +162,7 @@ class Inference:
         """Rows for the files the pipeline dropped: Pillow's reading, or an error row."""
         rows = []
         for j in range(first, stop):
+            check_stop()
             try:
                 gray = prepare_pixels(read_with_pillow(full[j], self.options.max_pixels))
             except UnreadableImage as exc:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from .errors import ExitCode
+from .errors import ExitCode, check_stop
 from .files import Listing, Mapped
 from .lock import output_lock
 from .options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
@@ -189,11 +189,13 @@ def write_rows(writer: AtomicCsvWriter, rows: Iterable, summary, reporter: Repor
     and review flags into ``summary`` and reporting progress; returns how many."""
     written = 0
     for chunk in _chunks(rows, CHUNK):
+        check_stop()
         writer.write(chunk)
         summary.errors += sum(1 for row in chunk if row.error)
         summary.needs_review += sum(1 for row in chunk if row.needs_review)
         reporter.advance(len(chunk))
         written += len(chunk)
+    check_stop()  # before the CSV is published
     return written
 
 
