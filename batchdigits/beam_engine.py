@@ -372,6 +372,31 @@ def _counters(result) -> dict:
     return values
 
 
+#: What to install for a Beam filesystem scheme.
+_SCHEME_EXTRAS = {"gs": "gcp", "s3": "aws", "azfs": "azure", "hdfs": "hadoopfilesystem"}
+
+
+def _check_filesystem(path: str) -> None:
+    """A ``scheme://`` path needs a Beam filesystem for it: say what to install."""
+    if "://" not in path:
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        FileSystems.get_filesystem(path)
+    except ValueError as exc:
+        scheme = path.split("://", 1)[0]
+        extra = _SCHEME_EXTRAS.get(scheme)
+        fix = (
+            f"pip install 'apache-beam[{extra}]'"
+            if extra
+            else "use a local folder or a scheme Beam knows (gs://, s3://, azfs://, hdfs://)"
+        )
+        raise BeamNotInstalledError(
+            f"Beam has no filesystem for {scheme}:// here ({path}): {fix}"
+        ) from exc
+
+
 def open_engine(input_dir, output, options: PredictOptions) -> BeamEngine:
     """Check what can be checked before a pipeline starts: Beam installed, the options,
     the input folder (when local) and the model (a missing or bad one fails here)."""
@@ -381,6 +406,8 @@ def open_engine(input_dir, output, options: PredictOptions) -> BeamEngine:
     if "://" not in root:
         check_input_folder(root)
         root = os.path.abspath(root)
+    for path in (root, os.fspath(options.model or "")):
+        _check_filesystem(path)
     model = os.fspath(options.model) if options.model is not None else None
     if model is not None and "://" not in model:
         from .model import load_model

@@ -6,6 +6,8 @@ The codes follow the BSD ``sysexits.h`` conventions where one fits.
 
 from __future__ import annotations
 
+import errno
+import os
 from enum import IntEnum
 
 
@@ -21,6 +23,7 @@ class ExitCode(IntEnum):
     CANT_CREATE = 73  # the output cannot be written
     LOCKED = 75  # another run holds the output's lock (EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  # Ctrl-C (SIGINT); the previous output is kept
+    OUTPUT_CLOSED = 141  # -o -: the reader closed the pipe early (128 + SIGPIPE)
     TERMINATED = 143  # SIGTERM (128 + 15); the previous output is kept
 
 
@@ -76,6 +79,12 @@ class ForeignOutputError(OutputError):
     """The output exists but is not a CSV this tool wrote: never overwritten silently."""
 
 
+class OutputClosedError(BatchDigitsError):
+    """``-o -``: whoever reads the CSV stopped reading (``| head``)."""
+
+    exit_code = ExitCode.OUTPUT_CLOSED
+
+
 class LockedError(BatchDigitsError):
     """Another run holds the lock of the same output."""
 
@@ -109,3 +118,22 @@ def check_stop() -> None:
     up as a quietly finished iterator instead of reaching the caller."""
     if _stops:
         raise _stops[0]
+
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space on it, or write somewhere else",
+    errno.EDQUOT: "the disk quota is used up: free space, or write somewhere else",
+    errno.EFBIG: "the file is larger than this filesystem or the file-size limit "
+    "(ulimit -f) allows: raise the limit, or write somewhere else",
+    errno.EIO: "the disk reported an input/output error: check it (dmesg)",
+    errno.EROFS: "the filesystem is read-only: write somewhere else",
+    errno.EACCES: "permission denied: fix the folder's permissions, or write somewhere else",
+    errno.EPERM: "operation not permitted: fix the permissions, or write somewhere else",
+}
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> OutputError:
+    """An :class:`OutputError` (exit 73) that names the file, the cause and what to do."""
+    cause = exc.strerror or str(exc)
+    advice = _ADVICE.get(exc.errno or 0, "")
+    return OutputError(f"cannot write {path}: {cause}" + (f"; {advice}" if advice else ""))

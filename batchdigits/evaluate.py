@@ -7,7 +7,6 @@ Labels come from sub-folders named ``0`` ... ``9`` (the layout Keras'
 from __future__ import annotations
 
 import csv
-import json
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -23,11 +22,11 @@ from .calibrate import (
     expected_calibration_error,
     tradeoff,
 )
-from .errors import InputNotFoundError, LabelError, OutputError
+from .errors import InputNotFoundError, LabelError, write_error
 from .files import Listing, find_images
 from .inference import Inference
 from .options import PredictOptions
-from .output import AtomicCsvWriter, Row
+from .output import AtomicCsvWriter, Row, write_json_atomic
 
 
 @dataclass
@@ -150,11 +149,11 @@ def write_report(result: Evaluation, folder: str | os.PathLike) -> list[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create report folder {out}: {exc.strerror or exc}") from exc
+        raise write_error(out, exc) from exc
     from . import plots
 
     written = [out / "metrics.json"]
-    written[0].write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(written[0], result.metrics)
     written.append(plots.confusion_matrix(result.metrics["confusion_matrix"], out))
     written.append(plots.reliability_diagram(result.rows, result.labels, out))
     written.append(plots.misclassified_grid(result.rows, result.labels, out))

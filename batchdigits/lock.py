@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import LockedError, OutputError
+from .errors import LockedError, write_error
 
 POLL_SECONDS = 0.2
 
@@ -34,7 +34,7 @@ def output_lock(output: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
-        raise OutputError(f"cannot create lock file {path}: {exc.strerror or exc}") from exc
+        raise write_error(path, exc) from exc
     try:
         deadline = time.monotonic() + max(0.0, wait_seconds)
         while True:
@@ -51,8 +51,11 @@ def output_lock(output: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
                     ) from None
                 time.sleep(POLL_SECONDS)
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        except OSError as exc:
+            raise write_error(path, exc) from exc
         yield path
     finally:
         os.close(fd)  # releases the lock

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ._lazy import keras
-from .errors import ModelLoadError, ModelNotFoundError, OutputError
+from .errors import ModelLoadError, ModelNotFoundError, OutputError, write_error
+from .output import atomic_text
 from .preprocess import SIZE
 
 DEFAULT_MODEL_NAME = "default.keras"
@@ -180,14 +181,18 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> Path:
     """Save the model for inference as ``.keras`` (batch norm folded, no optimizer state)
     and its card beside it; return the card's path."""
     p = check_model_output(path)
+    partial = p.with_name(f".{p.stem}.{os.getpid()}.partial.keras")  # Keras wants .keras
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fold_batch_norm(_without_optimizer(model)).save(p)
-        cp = card_path(p)
-        cp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        fold_batch_norm(_without_optimizer(model)).save(partial)
+        with atomic_text(card_path(p)) as f:
+            f.write(json.dumps(card, indent=2, sort_keys=False) + "\n")
+        os.replace(partial, p)  # a model file is whole or absent, never half written
     except OSError as exc:
-        raise OutputError(f"cannot save model to {p}: {exc.strerror or exc}") from exc
-    return cp
+        raise write_error(p, exc) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return card_path(p)
 
 
 def _without_optimizer(model):

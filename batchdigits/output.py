@@ -7,8 +7,10 @@ CSV or the new complete one, never anything in between.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ForeignOutputError, OutputError
+from .errors import ForeignOutputError, OutputClosedError, OutputError, write_error
 
 COLUMNS = ("path", "prediction", "confidence", "needs_review", "error")
 PROBABILITY_COLUMNS = tuple(f"p{d}" for d in range(10))
@@ -186,23 +188,29 @@ class AtomicCsvWriter:
         try:
             fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=".tmp", dir=folder)
         except OSError as exc:
-            raise OutputError(
-                f"cannot write {self.output}: {exc.strerror or exc} in {folder}; "
-                "choose another --output or fix the folder's permissions"
-            ) from exc
+            raise write_error(self.output, exc) from exc
         self.tmp_path = Path(tmp)
         os.chmod(fd, _publish_mode(self.output))  # mkstemp makes 0600; keep the usual mode
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(header(probabilities, extra))
         self.rows_written = 0
+        self._guarded(self._csv.writerow, header(probabilities, extra))
+
+    def _guarded(self, write, *args) -> None:
+        """A write; an OSError (disk full, ...) drops the temporary file and becomes an
+        OutputError naming the output."""
+        try:
+            write(*args)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.output, exc) from exc
 
     def write(self, rows: Sequence[Row | CsvRow], extra: list[list[str]] | None = None) -> None:
         """Write rows; ``extra`` gives each row's cells for the ``extra`` columns."""
         cells = (row.cells(self.with_probabilities) for row in rows)
         if extra is not None:
             cells = (c + e for c, e in zip(cells, extra, strict=True))
-        self._csv.writerows(cells)
+        self._guarded(self._csv.writerows, cells)
         self.rows_written += len(rows)
 
     def commit(self) -> None:
@@ -213,12 +221,17 @@ class AtomicCsvWriter:
             os.replace(self.tmp_path, self.output)
         except OSError as exc:
             self.abort()
-            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+            raise write_error(self.output, exc) from exc
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        self.tmp_path.unlink(missing_ok=True)
+        """Drop the temporary file (even when closing it fails: the disk is full)."""
+        try:
+            if not self._file.closed:
+                self._file.close()
+        except OSError:
+            pass
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicCsvWriter:
         return self
@@ -230,6 +243,58 @@ class AtomicCsvWriter:
             self.abort()
 
 
+STDOUT = "-"  # ``--output -``: the CSV goes to standard output
+
+
+class StreamCsvWriter:
+    """``-o -``: rows to standard output as they come (each batch flushed), for pipelines;
+    no temporary file and no lock. A reader that stops reading ends the run
+    (:class:`OutputClosedError`, exit 141)."""
+
+    def __init__(self, probabilities: bool = False, extra: tuple[str, ...] = ()) -> None:
+        self.output = STDOUT
+        self.with_probabilities = probabilities
+        stdout = sys.stdout.fileno()
+        self._file = open(stdout, "w", encoding="utf-8", newline="", closefd=False)  # noqa: SIM115 - closed in __exit__
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        self.rows_written = 0
+        self._guarded(self._csv.writerow, header(probabilities, extra))
+
+    def _guarded(self, write, *args) -> None:
+        try:
+            write(*args)
+            self._file.flush()
+        except BrokenPipeError as exc:
+            _silence_stdout()
+            raise OutputClosedError("the reader of standard output closed it; stopped") from exc
+        except OSError as exc:
+            raise write_error("standard output", exc) from exc
+
+    def write(self, rows: Sequence[Row | CsvRow]) -> None:
+        cells = [row.cells(self.with_probabilities) for row in rows]
+        self._guarded(self._csv.writerows, cells)
+        self.rows_written += len(rows)
+
+    def __enter__(self) -> StreamCsvWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._guarded(self._file.flush)
+        finally:
+            with contextlib.suppress(OSError):
+                self._file.close()
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null: nothing more to write there, and
+    Python's own flush at exit must not complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 @contextmanager
 def atomic_text(path: str | os.PathLike) -> Iterator[TextIO]:
     """A text file that appears at ``path`` only when the ``with`` block completes:
@@ -239,7 +304,7 @@ def atomic_text(path: str | os.PathLike) -> Iterator[TextIO]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise write_error(target, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
@@ -250,7 +315,7 @@ def atomic_text(path: str | os.PathLike) -> Iterator[TextIO]:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise write_error(target, exc) from exc
         raise
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibrate import ECE_BINS
+from .errors import write_error
 from .output import Row
 
 MAX_MISCLASSIFIED = 100
@@ -19,6 +20,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: Path) -> None:
+    """Write a figure as PNG; a failed write (disk full, ...) is an OutputError."""
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise write_error(path, exc) from exc
+    finally:
+        plt.close(fig)
 
 
 def confusion_matrix(matrix: list[list[int]], folder: Path) -> Path:
@@ -37,9 +50,7 @@ def confusion_matrix(matrix: list[list[int]], folder: Path) -> Path:
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix")
     path = folder / "confusion_matrix.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 
@@ -61,9 +72,7 @@ def reliability_diagram(rows: list[Row], labels: list[int], folder: Path) -> Pat
     ax.set_title(f"Reliability diagram ({ECE_BINS} bins)")
     ax.legend(loc="upper left")
     path = folder / "reliability_diagram.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 
@@ -88,7 +97,5 @@ def misclassified_grid(rows: list[Row], labels: list[int], folder: Path) -> Path
     if not wrong:
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     path = folder / "misclassified.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path

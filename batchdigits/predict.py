@@ -19,13 +19,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from .errors import ExitCode, check_stop
+from .errors import ExitCode, UsageError, check_stop
 from .files import Listing, Mapped
 from .lock import output_lock
 from .options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from .output import (
+    STDOUT,
     AtomicCsvWriter,
     Row,
+    StreamCsvWriter,
     check_output_path,
     check_overwrite,
     csv_path,
@@ -67,8 +69,15 @@ class PredictSummary:
     stream_seconds: float = 0.0  # reading, decoding, predicting and writing the rows
 
     @property
+    def predicted_this_run(self) -> int:
+        """Files read and predicted (or found unreadable) by this run: not the reused."""
+        return self.found - self.reused
+
+    @property
     def images_per_second(self) -> float:
-        return self.found / self.stream_seconds if self.stream_seconds > 0 else 0.0
+        """The rate of this run's own work: reused rows do not count."""
+        seconds = self.stream_seconds
+        return self.predicted_this_run / seconds if seconds > 0 else 0.0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -77,6 +86,7 @@ class PredictSummary:
     def as_dict(self) -> dict:
         """For ``--summary-json``: every count, the timings and the model."""
         out = asdict(self)
+        out["predicted_this_run"] = self.predicted_this_run
         out["images_per_second"] = round(self.images_per_second, 1)
         out["seconds"] = round(self.seconds, 3)
         out["stream_seconds"] = round(self.stream_seconds, 3)
@@ -123,11 +133,19 @@ def predict_folder(
     """
     options = options or PredictOptions()
     options.check()
+    to_stdout = os.fspath(output) == STDOUT
+    if to_stdout and options.incremental:
+        raise UsageError("--incremental needs an output file to reuse, not -o -")
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
     if options.needs_training:
         _train_first(options, reporter)
-    with claim_output(output, options.force, options.wait_lock):
+    claim = (
+        contextlib.nullcontext()
+        if to_stdout
+        else claim_output(output, options.force, options.wait_lock)
+    )
+    with claim:
         engine = open_engine(input_dir, output, options)
         summary = PredictSummary(
             input_dir=os.fspath(input_dir),
@@ -167,7 +185,11 @@ def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporte
     with ``--incremental``, the sidecar that describes it."""
     settings = row_settings(engine.fingerprint, engine.threshold, options.probabilities)
     t_stream = time.perf_counter()
-    with AtomicCsvWriter(output, options.probabilities) as writer:
+    if os.fspath(output) == STDOUT:
+        writing = StreamCsvWriter(options.probabilities)
+    else:
+        writing = AtomicCsvWriter(output, options.probabilities)
+    with writing as writer:
         if options.incremental:
             stamps = _Stamps(engine.listing)
             rows = _incremental_rows(engine, output, settings, stamps, summary)
@@ -184,7 +206,9 @@ def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporte
         write_state(output, settings, stamps.rows())
 
 
-def write_rows(writer: AtomicCsvWriter, rows: Iterable, summary, reporter: Reporter) -> int:
+def write_rows(
+    writer: AtomicCsvWriter | StreamCsvWriter, rows: Iterable, summary, reporter: Reporter
+) -> int:
     """Write rows (``Row`` or reused ``CsvRow``) ``CHUNK`` at a time, counting their errors
     and review flags into ``summary`` and reporting progress; returns how many."""
     written = 0
