@@ -49,6 +49,43 @@ def _native_stderr_captured():
             os.close(saved)
 
 
+@contextlib.contextmanager
+def native_stderr_held():
+    """For the length of a command: Python's own messages (``sys.stderr``) keep the real
+    stderr, while what native libraries write straight to fd 2 (libjpeg's "Improper
+    call to JPEG library in state 201" for a truncated JPEG, TensorFlow's C++ logs) goes
+    to a temporary file: the bad file's row in the CSV says what happened, and cron mail
+    stays clean. Yields a function returning what was held back (shown for a bug).
+    Does nothing where ``sys.stderr`` is not fd 2 (a test runner's capture)."""
+    try:
+        direct = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        direct = False
+    if not direct:
+        yield lambda: ""
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    saved = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr = open(  # noqa: SIM115 - closed below
+            real, "w", encoding="utf-8", errors="backslashreplace", buffering=1
+        )
+        os.dup2(sink.fileno(), 2)
+
+        def held() -> str:
+            sink.seek(0)
+            return sink.read().decode("utf-8", "replace")
+
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            os.dup2(real, 2)
+            sys.stderr.close()  # closes ``real``
+            sys.stderr = saved
+
+
 def tf() -> ModuleType:
     """Import and return ``tensorflow``."""
     if "tf" not in _modules:

@@ -86,6 +86,13 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
             on_error(int(code), message)
         return typer.Exit(int(code))
 
+    from ._lazy import native_stderr_held
+
+    with native_stderr_held() as held:
+        return _call(func, fail, held)
+
+
+def _call(func: Callable[[], T], fail: Callable, held: Callable[[], str]) -> T:
     try:
         return func()
     except BatchDigitsError as exc:
@@ -97,9 +104,11 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
         raise fail(code, message, message) from None
     except Exception as exc:  # the last resort: a bug, never a user error
         message = f"unexpected error: {type(exc).__name__}: {exc}"
+        native = held()[-2000:]
         _error(
             f"{type(exc).__name__}: {exc}\n"
-            "This is a bug in batchdigits; please report it with the command you ran.",
+            + (f"Native library messages:\n{native}\n" if native else "")
+            + "This is a bug in batchdigits; please report it with the command you ran.",
             "unexpected error",
         )
         raise fail(ExitCode.UNEXPECTED, message, "") from None
