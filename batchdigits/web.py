@@ -198,6 +198,20 @@ def _api_predict(flask, predictor: Predictor):
         return _error(flask, 422, str(exc))
 
 
+def _json_waitress_errors() -> None:
+    """waitress answers requests that never reach the app (headers too large, a malformed
+    request line or chunk) itself, as plain text; make those JSON like every other error."""
+    import json
+
+    from waitress import utilities
+
+    def to_response(self, ident=None):
+        body = json.dumps({"error": f"{self.reason.lower()}: {self.body}"}).encode("utf-8")
+        return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
+
+    utilities.Error.to_response = to_response
+
+
 def _check_listen(host: str, port: int) -> None:
     """Fail with a clear message, before loading anything, if ``host:port`` is taken."""
     import socket
@@ -229,6 +243,7 @@ def serve(
     if on_ready is not None:
         on_ready(listen.url)
     if listen.server == "waitress":
+        _json_waitress_errors()
         waitress.serve(
             app, host=listen.host, port=listen.port, threads=listen.threads, ident="batchdigits"
         )

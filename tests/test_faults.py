@@ -267,3 +267,34 @@ def test_no_library_noise_on_stderr(tmp_path, mnist):
     assert result.stderr.splitlines() == [
         line for line in result.stderr.splitlines() if line.startswith("7 image files:")
     ], result.stderr
+
+
+def peak_rss_mib(args: list[str]) -> float:
+    """Run a command; its peak resident memory (MiB), from the kernel's rusage."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model):
+    """The million-file run is a benchmark (tests/benchmarks/bench_predict.py --scaling);
+    CI runs the same code on 20,000 files: peak RSS within 10% of a 2,000-file run."""
+    source = tmp_path / "src"
+    for i in range(1000):
+        save_digit(source / f"{i:04d}.png", mnist.x_test[i])
+    rss = {}
+    for n in (2000, 20000):
+        root = tmp_path / f"n{n}"
+        for k in range(n):
+            folder = root / f"{k // 1000:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(source / f"{k % 1000:04d}.png", folder / f"{k:05d}.png")
+        out = tmp_path / f"p{n}.csv"
+        rss[n] = peak_rss_mib(
+            [EXE, "predict", str(root), "-o", str(out), "--model", str(tiny_model)]
+        )
+        lines = out.read_text().splitlines()
+        assert len(lines) == n + 1 and lines[1:] == sorted(lines[1:])
+    assert rss[20000] <= 1.10 * rss[2000], rss

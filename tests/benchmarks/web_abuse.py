@@ -1,0 +1,73 @@
+"""The web server under abuse, full size (a script, not a test; CI runs a bounded version
+in tests/test_web_abuse.py):
+
+    python tests/benchmarks/web_abuse.py [--requests 2000] [--trickle 30] [--limit 5242880]
+
+Starts ``batchdigits serve --server waitress`` on a free loopback port, sends the bad
+requests (random bytes, truncated images, 300 KB headers, wrong content types, empty
+bodies) 8 at a time, one good image trickled over ``--trickle`` seconds, 20 concurrent
+uploads just under and just over ``--limit``, then one good request; prints the statuses
+by kind, any failure, the time and the server's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from webabuse import abuse  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "mnist-test-2000.npz"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--trickle", type=float, default=30.0)
+    parser.add_argument("--limit", type=int, default=5 * 1024 * 1024)
+    args = parser.parse_args()
+    data = np.load(FIXTURE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(Path(sys.executable).with_name("batchdigits"))
+    server = subprocess.Popen(
+        [exe, "serve", "--server", "waitress", "--port", str(port)]
+        + ["--max-content-length", str(args.limit)]
+    )
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        t0 = time.monotonic()
+        digit, label = data["x_test"][0], int(data["y_test"][0])
+        statuses, failures = abuse(port, digit, label, args.requests, args.trickle, args.limit)
+        seconds = time.monotonic() - t0
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        hwm = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
+        alive = server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(30)
+    for (kind, code), count in sorted(statuses.items()):
+        print(f"{kind:14s} {code:4d} x{count}")
+    print(f"failures: {len(failures)} {failures[:3]}")
+    print(
+        f"{sum(statuses.values())} requests in {seconds:.1f} s; server peak RSS "
+        f"{hwm / 1024:.0f} MiB; still serving: {alive}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``batchdigits serve --server waitress`` under abuse, as a real process on loopback:
+every bad request a 4xx with a JSON error, never a 500 or a hang, memory bounded, and a
+good request answered right afterwards (a bounded version of the benchmark)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("waitress", reason="the web extra is not installed")
+
+from webabuse import abuse  # noqa: E402
+
+EXE = str(Path(sys.executable).with_name("batchdigits"))
+LIMIT = 200_000
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+def test_server_under_abuse(mnist):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [EXE, "serve", "--server", "waitress", "--port", str(port)]
+    server = subprocess.Popen([*args, "--max-content-length", str(LIMIT)], stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        t0 = time.monotonic()
+        statuses, failures = abuse(port, mnist.x_test[0], int(mnist.y_test[0]), 300, 3.0, LIMIT)
+        assert failures == [], failures[:5]
+        assert time.monotonic() - t0 < 300
+        assert sum(statuses.values()) == 300 + 20 + 2
+        assert not any(status >= 500 for _, status in statuses)
+        assert not any(status == 0 for kind, status in statuses if kind != "huge-header")
+        assert statuses[("huge-header", 431)] >= 50 and statuses[("over-limit", 413)] == 10
+        assert server.poll() is None and peak_rss_mib(server.pid) < 1536
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert b"Traceback" not in stderr
