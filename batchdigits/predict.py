@@ -87,6 +87,7 @@ class PredictSummary:
         """For ``--summary-json``: every count, the timings and the model."""
         out = asdict(self)
         out["predicted_this_run"] = self.predicted_this_run
+        out["unreadable_folder_count"] = len(self.unreadable_folders)
         out["images_per_second"] = round(self.images_per_second, 1)
         out["seconds"] = round(self.seconds, 3)
         out["stream_seconds"] = round(self.stream_seconds, 3)

@@ -169,3 +169,22 @@ def test_beam_equals_local_for_any_batch_size_and_any_file_name(mixed_folder, ti
         summary = predict_folder(mixed_folder, on_beam, replace(options, engine="beam"))
         assert on_beam.read_bytes() == local.read_bytes()
         assert summary.found == 46 and "odd\\xffname.png" in on_beam.read_text()
+
+
+def test_a_cloud_path_without_its_beam_extra_is_a_usage_error(tmp_path):
+    pytest.importorskip("apache_beam")
+    try:
+        import apache_beam.io.gcp.gcsfilesystem  # noqa: F401
+
+        pytest.skip("Beam's GCP extra is installed here")
+    except ImportError:
+        pass
+    result = runner.invoke(
+        app, ["predict", "gs://bucket/x", "--engine", "beam", "-o", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "pip install 'apache-beam[gcp]'" in result.stderr and "bug" not in result.stderr
+    result = runner.invoke(
+        app, ["predict", "nope://x", "--engine", "beam", "-o", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == ExitCode.USAGE and "a scheme Beam knows" in result.stderr

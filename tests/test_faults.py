@@ -298,3 +298,35 @@ def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model)
         lines = out.read_text().splitlines()
         assert len(lines) == n + 1 and lines[1:] == sorted(lines[1:])
     assert rss[20000] <= 1.10 * rss[2000], rss
+
+
+def test_a_folder_unreadable_during_the_walk_is_counted_and_named(tmp_path, mnist, monkeypatch):
+    from batchdigits import files
+    from batchdigits.files import find_images
+
+    root = tmp_path / "in"
+    save_digit(root / "a.png", mnist.x_test[0])
+    save_digit(root / "gone" / "b.png", mnist.x_test[1])
+    save_digit(root / "ok" / "c.png", mnist.x_test[2])
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("gone"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(files.os, "scandir", scandir)
+    listing = find_images(root)
+    assert listing.paths == ["a.png", "ok/c.png"] and listing.unreadable_folders == ["gone"]
+
+
+def test_rate_counts_only_this_runs_predictions(digit_folder, tmp_path, tiny_model):
+    root, _ = digit_folder
+    args = ["predict", str(root), "-o", str(tmp_path / "p.csv"), "--model", str(tiny_model)]
+    summary = tmp_path / "s.json"
+    run(*args, "--incremental")
+    run(*args, "--incremental", "--summary-json", str(summary))  # everything reused but 1
+    data = json.loads(summary.read_text())
+    assert data["reused"] == data["found"] - 1  # broken.png is tried again
+    assert data["predicted_this_run"] == 1
+    assert data["images_per_second"] <= 1 / data["stream_seconds"] + 0.1
