@@ -401,9 +401,11 @@ def _summary_writer(path: Path | None, base: dict) -> Callable[[dict], None]:
 
 def _print_summary(summary, incremental: bool) -> None:
     if summary.escaped_names:
+        more = ", ..." if summary.escaped_names > len(summary.escaped_examples) else ""
         err.print(
-            f"warning: {summary.escaped_names} file names are not valid UTF-8; the CSV "
-            "writes each invalid byte as \\xNN"
+            f"warning: {summary.escaped_names} file names are not valid UTF-8 "
+            f"({', '.join(summary.escaped_examples)}{more}); the CSV writes each invalid "
+            "byte as \\xNN"
         )
     for folder in summary.unreadable_folders:
         err.print(f"warning: cannot list folder {folder!r} (skipped)")

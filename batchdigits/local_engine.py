@@ -28,7 +28,9 @@ class LocalEngine:
 
     def describe(self, summary) -> None:
         summary.skipped = self.listing.skipped
-        summary.escaped_names = sum(csv_path(p) != p for p in self.listing.paths)
+        escaped = [csv_path(p) for p in self.listing.paths if csv_path(p) != p]
+        summary.escaped_names = len(escaped)
+        summary.escaped_examples = escaped[:5]
         summary.unreadable_folders = self.listing.unreadable_folders
 
 

@@ -63,6 +63,7 @@ class PredictSummary:
     retried: int = 0  # files that had an error row last time
     removed: int = 0  # rows dropped: their files are gone
     escaped_names: int = 0  # file names not valid UTF-8, written with \xNN escapes
+    escaped_examples: list[str] = field(default_factory=list)  # the first few, as written
     unreadable_folders: list[str] = field(default_factory=list)
     engine_counters: dict = field(default_factory=dict)  # Beam's counters (inferences, ...)
     seconds: float = 0.0  # the whole run

@@ -135,7 +135,7 @@ def test_every_format_and_every_bad_file(corpus, tmp_path):
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(app, ["predict", str(corpus), "-o", str(out)])
     assert result.exit_code == 3, result.output
-    assert "1 file names are not valid UTF-8" in result.stderr
+    assert "1 file names are not valid UTF-8 (bad\\xff\\xfebytes.png)" in result.stderr
 
     rows = read_rows(out)
     assert rows[0] == ["path", "prediction", "confidence", "needs_review", "error"]
@@ -220,3 +220,25 @@ def test_permission_denied(tmp_path, mnist):
     rows = {r[0]: r for r in read_rows(out)[1:]}
     assert rows["secret.png"][1:] == ["", "", "true", "permission denied"]
     assert rows["ok.png"][1] == "7"
+
+
+def test_hostile_corpus_leaves_stderr_clean(corpus, tmp_path):
+    """As a real process (native libraries write to fd 2 directly, which a test runner's
+    capture would not see): no libjpeg, absl or TensorFlow line, only batchdigits' own."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("batchdigits"))
+    result = subprocess.run(
+        [exe, "predict", str(corpus), "-o", str(tmp_path / "p.csv")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 3
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("warning: 1 file names are not valid UTF-8 (bad\\xff")
+    assert re.match(r"\d+ image files: \d+ predicted, \d+ errors", lines[1]), lines[1]
