@@ -31,20 +31,25 @@ _modules: dict[str, ModuleType] = {}
 
 @contextlib.contextmanager
 def _native_stderr_captured():
-    """Hold back what native code writes to fd 2 (absl's start-up INFO lines, the CUDA
-    probe on a machine without a GPU): cron would mail it. Replayed if import fails."""
+    """Hold back what the import writes to stderr, natively to fd 2 (absl's start-up INFO
+    lines, the CUDA probe on a machine without a GPU) or through Python (matplotlib,
+    which Keras imports, warning about an unusable HOME): cron would mail it. Replayed
+    if the import fails."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved, saved_stderr = os.dup(2), sys.stderr
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        sys.stderr = open(os.dup(sink.fileno()), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             yield
         except BaseException:
-            os.dup2(saved, 2)
+            sys.stderr.flush()
             sink.seek(0)
-            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            saved_stderr.write(sink.read().decode("utf-8", "replace"))
             raise
         finally:
+            sys.stderr.close()
+            sys.stderr = saved_stderr
             os.dup2(saved, 2)
             os.close(saved)
 
@@ -102,7 +107,8 @@ def keras() -> ModuleType:
     """Import and return ``keras`` (Keras 3, TensorFlow backend)."""
     if "keras" not in _modules:
         tf()
-        import keras as _keras
+        with _native_stderr_captured():
+            import keras as _keras
 
         _modules["keras"] = _keras
     return _modules["keras"]
