@@ -499,6 +499,61 @@ def _print_metrics(metrics: dict) -> None:
 
 
 @app.command()
+def tune(
+    labelled: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of your labelled images: sub-folders 0 ... 9, or any layout with "
+            "--labels (x = not a digit).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the tuned model (.keras).")
+    ] = Path("tuned.keras"),
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns path,label, e.g. the one review writes."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="The model to start from. Default: the shipped one.")
+    ] = None,
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seeds the held-out split, order and changes.")] = 1,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Fine-tune a model on your own labelled images and save it with its card."""
+    from .tune import TuneOptions
+    from .tune import tune as tune_model
+
+    options = TuneOptions(
+        predict=PredictOptions(model=model, max_pixels=max_pixels),
+        labels=labels,
+        data=data,
+        epochs=epochs,
+        seed=seed,
+    )
+    result = _run(lambda: tune_model(labelled, output, options, _reporter()))
+    _print_tuned(output, result)
+    raise typer.Exit(int(ExitCode.PARTIAL if result.unreadable else ExitCode.OK))
+
+
+def _print_tuned(output: Path, result) -> None:
+    for path, why in result.unreadable:
+        err.print(f"skipped {path}: {why}")
+    card = result.card
+    mnist = card["mnist_test_accuracy"]
+    err.print(
+        f"saved {output}: held-out accuracy {card['held_out_accuracy_before']:.2%} before, "
+        f"{card['held_out_accuracy_after']:.2%} after, on {card['held_out_images']} of your "
+        f"{card['labelled_images']} labelled images"
+        + (f"; MNIST test accuracy {mnist:.2%}" if mnist is not None else "")
+        + f"; {card['tune_seconds']:.0f} s"
+    )
+
+
+@app.command()
 def info(
     model: ModelOption = None,
 ) -> None:
@@ -551,6 +606,56 @@ def serve(
             )
 
     _run(lambda: run_server(options, listen, ready))
+
+
+@app.command()
+def review(
+    predictions: Annotated[
+        Path, typer.Argument(help="A predictions CSV written by predict.", show_default=False)
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="The folder the CSV's paths are relative to (predict's INPUT_DIR). "
+            "Default: the CSV's own folder."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Where labels are saved as you go. Default: PREDICTIONS.labels.csv."),
+    ] = None,
+    model: ModelOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes it).")
+    ] = ServeOptions.host,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on.")
+    ] = ServeOptions.port,
+    server: Annotated[
+        Server,
+        typer.Option(help="flask: Flask's development server. waitress: a production server."),
+    ] = Server.flask,
+) -> None:
+    """Review the rows the model doubts in the browser and label them (needs
+    'batchdigits\\[web]'); the labels feed evaluate and tune."""
+    from .review import ReviewSession
+    from .web import review as run_review
+
+    listen = ServeOptions(host, port, server.value)
+    session = _run(lambda: ReviewSession.open(predictions, images, labels))
+
+    def ready(url: str) -> None:
+        err.print(
+            f"reviewing {len(session.rows)} rows of {predictions} on {url} ({listen.server}); "
+            f"labels go to {session.labels_path} ({len(session.labels)} so far); Ctrl-C stops"
+        )
+        if listen.exposed:
+            err.print(
+                f"warning: listening on {host}: anyone who can reach this machine can see the "
+                "images and change the labels (there is no login)"
+            )
+
+    _run(lambda: run_review(session, PredictOptions(model=model), listen, ready))
 
 
 def _write_summary(path: Path, data: dict) -> None:

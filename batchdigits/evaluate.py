@@ -49,8 +49,10 @@ def folder_labels(listing: Listing) -> dict[str, int]:
     return labels
 
 
-def csv_labels(path: str | os.PathLike) -> dict[str, int]:
-    """Labels from a CSV with columns ``path,label`` (paths relative to the folder)."""
+def csv_labels(path: str | os.PathLike, not_a_digit: int | None = None) -> dict[str, int]:
+    """Labels from a CSV with columns ``path,label`` (paths relative to the folder).
+    With ``not_a_digit``, the label ``x`` (not a digit, as ``review`` writes it) is read
+    as that number; otherwise it is an error."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
@@ -59,6 +61,9 @@ def csv_labels(path: str | os.PathLike) -> dict[str, int]:
             labels = {}
             for line, record in enumerate(reader, start=2):
                 value = (record["label"] or "").strip()
+                if value.lower() == "x" and not_a_digit is not None:
+                    labels[record["path"]] = not_a_digit
+                    continue
                 if value not in {str(d) for d in range(10)}:
                     raise LabelError(f"{path}, line {line}: label {value!r} is not a digit 0-9")
                 labels[record["path"]] = int(value)

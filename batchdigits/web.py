@@ -42,7 +42,7 @@ class WebNotInstalledError(BatchDigitsError):
     exit_code = ExitCode.USAGE
 
 
-def _require(module: str, extra: str = "web"):
+def require(module: str, extra: str = "web"):
     import importlib
 
     try:
@@ -124,10 +124,10 @@ def _png_data_url(image) -> str:
 
 def create_app(predictor: Predictor, max_content_length: int = ServeOptions.max_content_length):
     """The Flask app; ``predictor`` is shared by all requests."""
-    flask = _require("flask")
+    flask = require("flask")
     app = flask.Flask("batchdigits")
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
-    _error_handlers(app, flask, max_content_length)
+    error_handlers(app, flask, max_content_length)
     page = PAGE.read_text(encoding="utf-8")
     app.add_url_rule("/", "index", lambda: flask.Response(page, mimetype="text/html"))
     app.add_url_rule("/healthz", "healthz", lambda: flask.jsonify(_health(predictor)))
@@ -137,11 +137,11 @@ def create_app(predictor: Predictor, max_content_length: int = ServeOptions.max_
     return app
 
 
-def _error(flask, status: int, message: str):
+def json_error(flask, status: int, message: str):
     return flask.jsonify({"error": message}), status
 
 
-def _error_handlers(app, flask, max_content_length: int) -> None:
+def error_handlers(app, flask, max_content_length: int) -> None:
     from werkzeug.exceptions import HTTPException
 
     messages = {
@@ -153,14 +153,14 @@ def _error_handlers(app, flask, max_content_length: int) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = exc.code or 500
-        return _error(flask, code, messages.get(code, exc.description or exc.name))
+        return json_error(flask, code, messages.get(code, exc.description or exc.name))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         # A bug, not the request's fault: logged with its traceback, answered as JSON,
         # and the server goes on.
         app.logger.exception("unexpected error")
-        return _error(flask, 500, f"internal error ({type(exc).__name__})")
+        return json_error(flask, 500, f"internal error ({type(exc).__name__})")
 
 
 def _health(predictor: Predictor) -> dict:
@@ -179,23 +179,23 @@ def _api_predict(flask, predictor: Predictor):
     if content_type == "multipart/form-data":
         upload = request.files.get("image") or next(iter(request.files.values()), None)
         if upload is None:
-            return _error(flask, 400, "no file in the form (send it as the field 'image')")
+            return json_error(flask, 400, "no file in the form (send it as the field 'image')")
         data = upload.read()
     elif content_type.startswith(RAW_TYPES):
         data = request.get_data(cache=False)
     else:
-        return _error(
+        return json_error(
             flask,
             415,
             f"unsupported content type {content_type or '(none)'!r}: send the image as "
             "the request body (image/png, image/jpeg, ...) or as a multipart form field",
         )
     if not data:
-        return _error(flask, 400, "empty request: no image")
+        return json_error(flask, 400, "empty request: no image")
     try:
         return flask.jsonify(predictor.predict_image(data))
     except UnreadableImage as exc:
-        return _error(flask, 422, str(exc))
+        return json_error(flask, 422, str(exc))
 
 
 def _json_waitress_errors() -> None:
@@ -233,13 +233,30 @@ def serve(
     listen: ServeOptions | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the app until interrupted: Flask's development server, or waitress."""
+    """Run the drawing page and API until interrupted: Flask's server, or waitress."""
     listen = listen or ServeOptions()
-    _require("flask")
+    _run_app(lambda: create_app(Predictor(options), listen.max_content_length), listen, on_ready)
+
+
+def review(
+    session,
+    options: PredictOptions | None = None,
+    listen: ServeOptions | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the review page for ``session`` (:class:`batchdigits.review.ReviewSession`)."""
+    from .review_web import create_review_app
+
+    listen = listen or ServeOptions()
+    _run_app(lambda: create_review_app(session, Predictor(options)), listen, on_ready)
+
+
+def _run_app(make_app: Callable, listen: ServeOptions, on_ready) -> None:
+    require("flask")
     if listen.server == "waitress":
-        waitress = _require("waitress")
+        waitress = require("waitress")
     _check_listen(listen.host, listen.port)
-    app = create_app(Predictor(options), listen.max_content_length)
+    app = make_app()
     if on_ready is not None:
         on_ready(listen.url)
     if listen.server == "waitress":

@@ -1,0 +1,134 @@
+"""``batchdigits review``: look at the rows the model doubts and correct them in the browser.
+
+A :class:`ReviewSession` holds one predictions CSV, the folder its paths are relative to,
+and the labels given so far; every label is saved at once, atomically, to a ``path,label``
+CSV (``x`` = not a digit) that ``evaluate`` and ``tune`` read as they are, and that a
+later session resumes from. The Flask routes (same machinery as ``serve``) only ever
+serve files that are rows of the CSV, from inside the images folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputNotFoundError, LabelError
+from .output import COLUMNS, atomic_text
+
+LABELS = frozenset({*"0123456789", "x"})
+
+
+def labels_path_for(predictions: str | os.PathLike) -> Path:
+    """``PREDICTIONS.labels.csv`` beside the predictions."""
+    p = Path(predictions)
+    return p.with_name(p.stem + ".labels.csv")
+
+
+@dataclass
+class ReviewSession:
+    predictions: Path
+    images: Path
+    labels_path: Path
+    rows: list[dict] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, predictions, images=None, labels_path=None) -> ReviewSession:
+        predictions = Path(predictions)
+        session = cls(
+            predictions=predictions,
+            images=Path(images) if images is not None else predictions.parent,
+            labels_path=Path(labels_path) if labels_path else labels_path_for(predictions),
+        )
+        session.rows = _read_rows(predictions)
+        session.labels = _read_labels(session.labels_path, {r["path"] for r in session.rows})
+        return session
+
+    def queue(self, which: str = "review", digit: int | None = None) -> list[dict]:
+        """Rows to look at, lowest confidence first (errors before any prediction):
+        ``review`` (flagged), ``all``, ``errors``, or ``digit`` (predicted ``digit``)."""
+        keep = {
+            "review": lambda r: r["needs_review"],
+            "all": lambda r: True,
+            "errors": lambda r: bool(r["error"]),
+            "digit": lambda r: r["prediction"] == digit,
+        }[which]
+        rows = [dict(r, label=self.labels.get(r["path"])) for r in self.rows if keep(r)]
+        return sorted(rows, key=lambda r: r["confidence"] if r["confidence"] is not None else -1)
+
+    def row(self, path: str) -> dict | None:
+        return self._by_path().get(path)
+
+    def image_file(self, path: str) -> Path | None:
+        """The file of a row, only if it is a row and lies inside the images folder."""
+        if self.row(path) is None or path.startswith(("/", "\\")) or ".." in path.split("/"):
+            return None
+        full = (self.images / path).resolve()
+        root = self.images.resolve()
+        return full if full.is_relative_to(root) and full.is_file() else None
+
+    def set_label(self, path: str, label: str) -> int:
+        """Save one label (``0``-``9`` or ``x``; ``""`` removes it); returns how many."""
+        if label not in LABELS and label != "":
+            raise LabelError(f"label {label!r} is not a digit 0-9 or x (not a digit)")
+        if self.row(path) is None:
+            raise InputNotFoundError(f"{path!r} is not a row of {self.predictions}")
+        with self._lock:
+            if label:
+                self.labels[path] = label
+            else:
+                self.labels.pop(path, None)
+            with atomic_text(self.labels_path) as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(["path", "label"])
+                writer.writerows(sorted(self.labels.items()))
+            return len(self.labels)
+
+    def _by_path(self) -> dict[str, dict]:
+        if not hasattr(self, "_index"):
+            self._index = {r["path"]: r for r in self.rows}
+        return self._index
+
+
+def _read_rows(predictions: Path) -> list[dict]:
+    try:
+        with open(predictions, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = tuple(next(reader, ()))
+            if header[: len(COLUMNS)] != COLUMNS:
+                raise LabelError(f"{predictions} is not a batchdigits predictions CSV")
+            return [_row(cells) for cells in reader if cells]
+    except OSError as exc:
+        raise InputNotFoundError(f"cannot read {predictions}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise LabelError(f"{predictions}: not a readable CSV ({exc})") from exc
+
+
+def _row(cells: list[str]) -> dict:
+    path, prediction, confidence, needs_review, error = cells[:5]
+    return {
+        "path": path,
+        "prediction": int(prediction) if prediction else None,
+        "confidence": float(confidence) if confidence else None,
+        "needs_review": needs_review == "true",
+        "error": error,
+    }
+
+
+def _read_labels(path: Path, known: set[str]) -> dict[str, str]:
+    """The labels of an earlier session (rows no longer in the CSV are kept out)."""
+    if not path.exists():
+        return {}
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return {
+                r["path"]: r["label"]
+                for r in csv.DictReader(f)
+                if r.get("path") in known and r.get("label") in LABELS
+            }
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise LabelError(f"cannot read labels {path}: {exc}") from exc

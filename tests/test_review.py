@@ -1,0 +1,172 @@
+"""``batchdigits review``: the session (queue, labels saved atomically, resume, paths kept
+inside the images folder), its routes' answers to bad requests, and a real browser
+correcting rows with the keyboard."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import save_digit
+
+pytest.importorskip("flask", reason="the web extra is not installed")
+
+from batchdigits.errors import InputNotFoundError, LabelError  # noqa: E402
+from batchdigits.options import PredictOptions  # noqa: E402
+from batchdigits.predict import predict_folder  # noqa: E402
+from batchdigits.review import ReviewSession, labels_path_for  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def predictions(tmp_path, mnist, tiny_model):
+    images = tmp_path / "images"
+    for i in range(24):
+        save_digit(images / ("sub" if i % 3 else "") / f"d{i:02d}.png", mnist.x_test[i])
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    (tmp_path / "secret.txt").write_text("outside the images folder")
+    out = tmp_path / "p.csv"
+    predict_folder(images, out, PredictOptions(model=tiny_model))
+    return out, images
+
+
+def test_queue_labels_and_resume(predictions):
+    out, images = predictions
+    session = ReviewSession.open(out, images)
+    assert session.labels_path == labels_path_for(out) == out.with_name("p.labels.csv")
+    queue = session.queue("all")
+    assert len(queue) == 25 and queue[0]["path"] == "broken.png"  # errors first
+    confidences = [r["confidence"] for r in queue[1:]]
+    assert confidences == sorted(confidences)
+    assert all(r["needs_review"] for r in session.queue("review"))
+    assert [r["path"] for r in session.queue("errors")] == ["broken.png"]
+    first = queue[1]["path"]
+    assert session.set_label(first, "4") == 1 and session.set_label("broken.png", "x") == 2
+    with pytest.raises(LabelError):
+        session.set_label(first, "12")
+    with pytest.raises(InputNotFoundError):
+        session.set_label("not/a/row.png", "1")
+    again = ReviewSession.open(out, images)  # a second session resumes
+    assert again.labels == {first: "4", "broken.png": "x"}
+    with open(session.labels_path, newline="") as f:
+        assert list(csv.reader(f)) == [["path", "label"], ["broken.png", "x"], [first, "4"]]
+    assert session.set_label(first, "") == 1  # cleared
+
+
+def test_only_rows_inside_the_images_folder_are_served(predictions, tmp_path):
+    out, images = predictions
+    session = ReviewSession.open(out, images)
+    assert session.image_file("sub/d01.png") == (images / "sub" / "d01.png").resolve()
+    assert session.image_file("../secret.txt") is None
+    assert session.image_file(str(tmp_path / "secret.txt")) is None
+    os.symlink(tmp_path / "secret.txt", images / "link.png")  # not a row: never served
+    assert session.image_file("link.png") is None
+
+
+def test_routes_answer_bad_requests_with_4xx(predictions, tiny_model):
+    from batchdigits.review_web import create_review_app
+    from batchdigits.web import Predictor
+
+    out, images = predictions
+    session = ReviewSession.open(out, images)
+    client = create_review_app(session, Predictor(PredictOptions(model=tiny_model))).test_client()
+    assert client.get("/api/rows").status_code == 200
+    assert client.get("/api/rows?show=digit&digit=7").status_code == 200
+    assert client.get("/api/image?path=sub/d01.png").status_code == 200
+    seen = client.get("/api/seen?path=sub/d01.png").json
+    assert seen["normalized"].startswith("data:image/png") and seen["second"] in range(10)
+    bad = [
+        client.get("/nowhere"),
+        client.get("/api/rows?show=everything"),
+        client.get("/api/image?path=../secret.txt"),
+        client.get("/api/image?path=/etc/passwd"),
+        client.get("/api/image?path=not-a-row.png"),
+        client.get("/api/seen?path=..%2Fsecret.txt"),
+        client.post("/api/label", json={"path": "sub/d01.png", "label": "11"}),
+        client.post("/api/label", json={"path": "sub/d01.png", "label": 3}),
+        client.post("/api/label", json={"path": "missing.png", "label": "3"}),
+        client.post("/api/label", json={"path": "../secret.txt", "label": "3"}),
+        client.post("/api/label", data="not json", content_type="text/plain"),
+        client.get("/api/label"),
+    ]
+    assert [r.status_code // 100 for r in bad] == [4] * len(bad)
+    assert all("error" in r.json for r in bad)
+    assert session.labels == {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_browser_corrects_three_rows_with_the_keyboard(predictions, tiny_model, tmp_path):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (see the README's optional line)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    out, images = predictions
+    port = free_port()
+    exe = str(Path(sys.executable).with_name("batchdigits"))
+    args = [exe, "review", str(out), "--images", str(images), "--model", str(tiny_model)]
+    server = subprocess.Popen([*args, "--port", str(port), "--server", "waitress"])
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        labelled = _label_three(playwright, url, tmp_path)
+    finally:
+        server.terminate()
+        server.wait(30)
+    with open(labels_path_for(out), newline="") as f:
+        saved = {row["path"]: row["label"] for row in csv.DictReader(f)}
+    assert saved == labelled and len(saved) == 3
+
+
+def _label_three(playwright, url: str, tmp_path: Path) -> dict[str, str]:
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            viewport={"width": 1000, "height": 700},
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        page.goto(url)
+        page.wait_for_function("document.getElementById('position').textContent.includes('/')")
+        page.select_option("#show", "all")
+        page.wait_for_function("document.getElementById('path').textContent !== ''")
+        labelled = {}
+        for key in ("3", "x", "Enter"):
+            path = page.text_content("#path")
+            prediction = page.text_content("#prediction")
+            page.keyboard.press(key)
+            page.wait_for_function(f"document.getElementById('path').textContent !== {path!r}")
+            labelled[path] = {"Enter": prediction}.get(key, key)
+        page.wait_for_function("document.getElementById('seen').src.startsWith('data:')")
+        if os.environ.get("BATCHDIGITS_SCREENSHOT_REVIEW"):  # examples/review-page.png
+            page.screenshot(path=os.environ["BATCHDIGITS_SCREENSHOT_REVIEW"])
+        page.reload()
+        page.select_option("#show", "all")
+        page.wait_for_function("document.getElementById('path').textContent !== ''")
+        for path, label in labelled.items():
+            shown = page.evaluate(f"rows.find((r) => r.path === {path!r}).label")
+            assert shown == label, path
+        browser.close()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    return labelled
