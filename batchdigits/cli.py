@@ -551,6 +551,11 @@ def _print_tuned(output: Path, result) -> None:
         + (f"; MNIST test accuracy {mnist:.2%}" if mnist is not None else "")
         + f"; {card['tune_seconds']:.0f} s"
     )
+    if card["held_out_accuracy_after"] <= card["held_out_accuracy_before"]:
+        err.print(
+            "warning: tuning did not improve the held-out accuracy: the base model may read "
+            "these images as well; compare both with evaluate before switching"
+        )
 
 
 @app.command()

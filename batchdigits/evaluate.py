@@ -85,7 +85,10 @@ def evaluate_folder(
     Misclassified rows keep the image the model saw (``model_input``), for the report."""
     options = options or PredictOptions()
     listing = find_images(input_dir)
-    labels = csv_labels(labels_csv) if labels_csv is not None else folder_labels(listing)
+    if labels_csv is not None:  # review's "x" (not a digit) rows have no digit to score
+        labels = {p: d for p, d in csv_labels(labels_csv, not_a_digit=-1).items() if d >= 0}
+    else:
+        labels = folder_labels(listing)
     listing.paths = [p for p in listing.paths if p in labels]
     if not listing.paths:
         how = f"in {labels_csv}" if labels_csv else "(no sub-folders named 0-9 with images)"

@@ -44,7 +44,7 @@ class TuneOptions:
     data: str | os.PathLike | None = None  # MNIST (else $BATCHDIGITS_MNIST, the Keras cache)
     epochs: int = 12
     batch_size: int = 64
-    learning_rate: float = 1e-4
+    learning_rate: float = 3e-4
     held_out: float = 0.25  # share of each digit's images held out for validation
     mnist_per_image: float = 4.0  # MNIST training digits mixed in per user image
     seed: int = 1
@@ -194,6 +194,7 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
         train_ds,
         validation_data=val_ds,
         epochs=options.epochs,
+        shuffle=False,  # the dataset shuffles itself, seeded
         verbose=0,
         callbacks=[progress, best],
     )
