@@ -68,6 +68,9 @@ def find_images(
     listing = Listing(root=root_str)
     seen_dirs: set[tuple[int, int]] = set()
     excluded = {os.path.realpath(p) for p in exclude}
+    # Only an entry with an excluded file's name, or a link, can be that file: the
+    # (costly) realpath is taken for those alone.
+    excluded_names = {os.path.basename(p) for p in excluded}
     stack = [("", root_str)]
     while stack:
         prefix, folder = stack.pop()
@@ -90,7 +93,8 @@ def find_images(
                 stack.append((rel + "/", entry.path))
             if is_image_name(entry.name):
                 # A folder named like an image gets a row too (its error says so).
-                if os.path.realpath(entry.path) not in excluded:
+                maybe_excluded = entry.name in excluded_names or entry.is_symlink()
+                if not maybe_excluded or os.path.realpath(entry.path) not in excluded:
                     listing.paths.append(rel)
             elif not is_dir:
                 listing.skipped += 1

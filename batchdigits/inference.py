@@ -11,8 +11,6 @@ file's row is bit-identical whichever way it came.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,35 +19,12 @@ import numpy as np
 
 from ._lazy import tf
 from .decode import UnreadableImage, decode_tf, read_bytes_with_pillow, read_with_pillow
-from .errors import BatchDigitsError, check_stop
+from .errors import check_stop
 from .files import Listing
-from .model import default_model_path, load_model, read_card
+from .model import load_model, model_fingerprint, model_name, review_threshold
 from .options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from .output import Row, make_row
 from .preprocess import SIZE, normalize_batch, pad_batch, prepare
-
-
-def model_fingerprint(model: str | os.PathLike | None) -> str:
-    """``sha256:...`` of the model file's bytes (the shipped model when ``None``)."""
-    digest = hashlib.sha256()
-    with open(model if model is not None else default_model_path(), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
-
-
-def review_threshold(model: str | os.PathLike | None, given: float | None) -> float:
-    """``given``, else the model card's review threshold, else the fallback."""
-    if given is not None:
-        return given
-    try:
-        return float(read_card(model).get("review_threshold", FALLBACK_REVIEW_THRESHOLD))
-    except BatchDigitsError:  # no card beside the model: it still predicts
-        return FALLBACK_REVIEW_THRESHOLD
-
-
-def model_name(model: str | os.PathLike | None) -> str:
-    return os.fspath(model) if model is not None else "(shipped model)"
 
 
 @dataclass(frozen=True)

@@ -5,26 +5,38 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from .files import Listing, find_images
-from .inference import Inference
+from .model import model_file, model_fingerprint, model_name, review_threshold
 from .options import PredictOptions
 from .output import Row, csv_path
 
 
 class LocalEngine:
+    """The model is loaded (and TensorFlow imported) only when there is something to
+    predict: an ``--incremental`` run that finds nothing new never pays for it."""
+
     label = "predicting"
 
-    def __init__(self, listing: Listing, inference: Inference):
+    def __init__(self, listing: Listing, options: PredictOptions):
+        model_file(options.model)  # a missing model fails before anything is written
         self.listing = listing
-        self.inference = inference
-        self.model = inference.name
-        self.fingerprint = inference.fingerprint
-        self.threshold = inference.threshold
+        self.model = model_name(options.model)
+        self.fingerprint = model_fingerprint(options.model)
+        self.threshold = review_threshold(options.model, options.review_threshold)
+        self._options = replace(options, review_threshold=self.threshold)
+        self._inference = None
 
     def rows(self, paths: Sequence[str] | None = None) -> Iterator[list[Row]]:
         listing = self.listing if paths is None else Listing(self.listing.root, list(paths))
-        return self.inference.rows(listing)
+        if not listing.paths:
+            return iter(())
+        if self._inference is None:
+            from .inference import Inference  # numpy, TensorFlow: only when predicting
+
+            self._inference = Inference.open(self._options)
+        return self._inference.rows(listing)
 
     def describe(self, summary) -> None:
         summary.skipped = self.listing.skipped
@@ -37,7 +49,7 @@ class LocalEngine:
 def open_engine(
     input_dir: str | os.PathLike, output: str | os.PathLike, options: PredictOptions
 ) -> LocalEngine:
-    """List ``input_dir`` (never the output itself) and load the model."""
+    """List ``input_dir`` (never the output itself); the model is loaded when needed."""
     exclude = frozenset({os.fspath(output)})
     listing = find_images(input_dir, options.recursive, exclude=exclude)
-    return LocalEngine(listing, Inference.open(options))
+    return LocalEngine(listing, options)

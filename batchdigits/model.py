@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ._lazy import keras
-from .errors import ModelLoadError, ModelNotFoundError, OutputError, write_error
+from .errors import (
+    BatchDigitsError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OutputError,
+    write_error,
+)
+from .options import FALLBACK_REVIEW_THRESHOLD
 from .output import atomic_text
 from .preprocess import SIZE
 
@@ -96,6 +102,8 @@ def fold_batch_norm(model):
     """The same function without batch normalisation: each BN's scale and shift folded
     into the convolution before it (kernel x gamma/sqrt(var+eps), bias = beta - mean x
     that). Identical outputs up to float rounding, and fewer ops at inference."""
+    import numpy as np
+
     if not any(layer.name.startswith("bn") for layer in model.layers):
         return model
     folded = build_model(**architecture_of(model), batch_norm=False)
@@ -137,14 +145,20 @@ def temperature_of(model) -> float:
     return 1.0 / float(model.get_layer("temperature").scale)
 
 
-def load_model(path: str | os.PathLike | None = None):
-    """Load a ``.keras`` model (default: the shipped one) and check it fits this tool."""
+def model_file(path: str | os.PathLike | None = None) -> Path:
+    """The model's file (default: the shipped one); :class:`ModelNotFoundError` if absent."""
     p = Path(path) if path is not None else default_model_path()
     if not p.is_file():
         raise ModelNotFoundError(
             f"model file {p} does not exist; pass --model with a .keras file, "
             "or add --train-if-missing to train one there"
         )
+    return p
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """Load a ``.keras`` model (default: the shipped one) and check it fits this tool."""
+    p = model_file(path)
     try:
         model = keras().models.load_model(p, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file
@@ -217,3 +231,26 @@ def read_card(model_path: str | os.PathLike | None = None) -> dict[str, Any]:
         return json.loads(cp.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read model card {cp}: {exc}") from exc
+
+
+def model_fingerprint(model: str | os.PathLike | None) -> str:
+    """``sha256:...`` of the model file's bytes (the shipped model when ``None``)."""
+    digest = hashlib.sha256()
+    with open(model if model is not None else default_model_path(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def review_threshold(model: str | os.PathLike | None, given: float | None) -> float:
+    """``given``, else the model card's review threshold, else the fallback."""
+    if given is not None:
+        return given
+    try:
+        return float(read_card(model).get("review_threshold", FALLBACK_REVIEW_THRESHOLD))
+    except BatchDigitsError:  # no card beside the model: it still predicts
+        return FALLBACK_REVIEW_THRESHOLD
+
+
+def model_name(model: str | os.PathLike | None) -> str:
+    return os.fspath(model) if model is not None else "(shipped model)"

@@ -28,6 +28,7 @@ class Plan:
     changed: int = 0  # another size or mtime than last time (or unreadable now)
     retried: int = 0  # an error row last time: tried again
     removed: int = 0  # previous rows whose files are gone
+    reused_flagged: int = 0  # reused rows that need review
 
     @property
     def reused(self) -> int:
@@ -56,6 +57,7 @@ def make_plan(
             plan.retried += 1
         elif stamp is not None and (old[2], old[3]) == tuple(stamp):
             plan.reuse[i] = 1
+            plan.reused_flagged += old[1].needs_review
         else:
             plan.changed += 1
     plan.removed += old_rows.skip_to(None)

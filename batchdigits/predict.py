@@ -184,19 +184,22 @@ def claim_output(output: str | os.PathLike, force: bool, wait_lock: float):
 
 def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporter) -> None:
     """The engine's rows (merged with the reused ones) into the published CSV; then,
-    with ``--incremental``, the sidecar that describes it."""
+    with ``--incremental``, the sidecar that describes it. An incremental run that finds
+    nothing new, changed, to retry or to drop leaves the CSV and sidecar as they are."""
     settings = row_settings(engine.fingerprint, engine.threshold, options.probabilities)
     t_stream = time.perf_counter()
+    incremental = _Incremental(engine, output, settings, summary) if options.incremental else None
+    if incremental is not None and incremental.nothing_to_do:
+        incremental.count_kept(summary)
+        engine.describe(summary)
+        summary.stream_seconds = time.perf_counter() - t_stream
+        return
     if os.fspath(output) == STDOUT:
         writing = StreamCsvWriter(options.probabilities)
     else:
         writing = AtomicCsvWriter(output, options.probabilities)
     with writing as writer:
-        if options.incremental:
-            stamps = _Stamps(engine.listing)
-            rows = _incremental_rows(engine, output, settings, stamps, summary)
-        else:
-            rows = (row for chunk in engine.rows() for row in chunk)
+        rows = incremental.rows() if incremental else (r for c in engine.rows() for r in c)
         reporter.start(engine.label, len(engine.listing.paths) if engine.listing else None)
         try:
             summary.found = write_rows(writer, rows, summary, reporter)
@@ -204,8 +207,8 @@ def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporte
             reporter.stop()
         engine.describe(summary)
         summary.stream_seconds = time.perf_counter() - t_stream
-    if options.incremental:
-        write_state(output, settings, stamps.rows())
+    if incremental is not None:
+        write_state(output, settings, incremental.stamps.rows())
 
 
 def write_rows(
@@ -236,17 +239,49 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _incremental_rows(engine: Engine, output, settings: dict, stamps, summary) -> Iterator:
-    """Rows in listing order: the previous run's for unchanged files, the engine's for
-    the rest (see :mod:`batchdigits.plan`); the plan's counts go into ``summary``."""
-    listing = engine.listing
-    keys = Mapped(listing.paths, csv_path)
-    previous = load_previous(output, settings)
-    plan = make_plan(keys, stamps, previous.rows())
-    for name in ("new", "changed", "retried", "removed", "reused"):
-        setattr(summary, name, getattr(plan, name))
-    fresh = (row for chunk in engine.rows(plan.todo(listing.paths)) for row in chunk)
-    return merge(keys, plan, previous.rows(), fresh)
+class _Incremental:
+    """``--incremental``: the plan (:mod:`batchdigits.plan`) from the listing, each file's
+    stamp and the previous rows; its counts go into ``summary``. Needs no model."""
+
+    def __init__(self, engine: Engine, output, settings: dict, summary):
+        self.engine = engine
+        self.keys = Mapped(engine.listing.paths, csv_path)
+        self.stamps = _Stamps(engine.listing)
+        self.previous = load_previous(output, settings)
+        self.plan = make_plan(self.keys, self.stamps, self.previous.rows())
+        for name in ("new", "changed", "retried", "removed", "reused"):
+            setattr(summary, name, getattr(self.plan, name))
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Every row stands and none is dropped: the CSV would be the same bytes."""
+        plan = self.plan
+        return self.previous.usable and plan.reused == len(self.keys) and not plan.removed
+
+    def count_kept(self, summary) -> None:
+        summary.found = len(self.keys)
+        summary.needs_review = self.plan.reused_flagged
+
+    def rows(self) -> Iterator:
+        """Rows in listing order: the previous run's for unchanged files, the engine's
+        for the rest."""
+        todo = self.plan.todo(self.engine.listing.paths)
+        fresh = (row for chunk in self.engine.rows(todo) for row in chunk)
+        return merge(self.keys, self.plan, self.previous.rows(), fresh)
+
+
+@contextlib.contextmanager
+def _folder_fd(folder: str):
+    """The folder open as a directory descriptor: a relative path is then stat'ed
+    without building its full path (``None`` where that is not supported)."""
+    if os.stat not in os.supports_dir_fd or os.sep != "/":
+        yield None
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 class _Stamps(Sequence):
@@ -256,10 +291,11 @@ class _Stamps(Sequence):
     def __init__(self, listing: Listing):
         self._listing = listing
         self._sizes, self._mtimes = array("q"), array("q")
-        for full in listing.full_paths():
-            size, mtime = file_stamp(full) or (-1, -1)
-            self._sizes.append(size)
-            self._mtimes.append(mtime)
+        with _folder_fd(listing.root) as root:
+            for rel in listing.paths:
+                size, mtime = file_stamp(rel, root) or (-1, -1)
+                self._sizes.append(size)
+                self._mtimes.append(mtime)
 
     def __len__(self) -> int:
         return len(self._sizes)

@@ -63,9 +63,10 @@ class Previous:
                 return
 
 
-def file_stamp(path: str) -> tuple[int, int] | None:
+def file_stamp(path: str, dir_fd: int | None = None) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file (``path`` relative to ``dir_fd`` if given), or None."""
     try:
-        st = os.stat(path)
+        st = os.stat(path, dir_fd=dir_fd)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns

@@ -408,3 +408,31 @@ def test_incremental_streams_and_survives_a_sidecar_that_disagrees(
     assert summary["reused"] == 5 - 1  # rows before the disagreement (less the broken one)
     assert summary["reused"] + summary["new"] + summary["retried"] == 17
     assert out.read_bytes() == full.read_bytes()
+
+
+def test_nothing_new_imports_no_tensorflow_and_touches_nothing(digit_folder, tmp_path, tiny_model):
+    """The cron case: an --incremental run over an unchanged folder lists, stats and
+    plans, finds nothing to predict, and stops there: TensorFlow (and numpy) are never
+    imported, the CSV and sidecar keep their bytes and mtimes, the summary is written."""
+    root, _ = digit_folder
+    (root / "broken.png").unlink()  # an error row would be retried every run
+    out = tmp_path / "p.csv"
+    args = ["predict", str(root), "-o", str(out), "--model", str(tiny_model), "--incremental"]
+    assert predict(*args[1:]).exit_code == 0
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in (out, Path(f"{out}.state"))]
+    code = (
+        "import sys\n"
+        "from batchdigits.cli import main\n"
+        f"sys.argv = ['batchdigits', *{args!r}, '--summary-json', {str(tmp_path / 's.json')!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "assert 'tensorflow' not in sys.modules and 'numpy' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    after = [(p.read_bytes(), p.stat().st_mtime_ns) for p in (out, Path(f"{out}.state"))]
+    assert after == before
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["reused"] == summary["found"] == 16 and summary["predicted_this_run"] == 0
