@@ -42,7 +42,9 @@ class Mapped(Sequence):
 
 
 def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """By extension, case-insensitively (``.x.png``-style hidden names are skipped before)."""
+    stem, dot, extension = name.rpartition(".")
+    return bool(dot and stem) and f".{extension.lower()}" in IMAGE_EXTENSIONS
 
 
 def check_input_folder(root: str) -> None:

@@ -55,7 +55,7 @@ def make_plan(
             plan.new += 1
         elif old[1].error:
             plan.retried += 1
-        elif stamp is not None and (old[2], old[3]) == tuple(stamp):
+        elif stamp is not None and old[2] == stamp[0] and old[3] == stamp[1]:
             plan.reuse[i] = 1
             plan.reused_flagged += old[1].needs_review
         else:

@@ -270,18 +270,34 @@ class _Incremental:
         return merge(self.keys, self.plan, self.previous.rows(), fresh)
 
 
-@contextlib.contextmanager
-def _folder_fd(folder: str):
-    """The folder open as a directory descriptor: a relative path is then stat'ed
-    without building its full path (``None`` where that is not supported)."""
-    if os.stat not in os.supports_dir_fd or os.sep != "/":
-        yield None
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+class _FolderStat:
+    """``stat`` of a listing's files, one open descriptor per folder (the listing is in
+    path order, so a folder's files come together): each file's name is resolved alone,
+    not its whole path again. Plain ``os.stat`` where descriptors are not supported."""
+
+    def __init__(self, root: str):
+        self._root = root
+        self._folder: str | None = None
+        self._fd: int | None = None
+        self._usable = os.stat in os.supports_dir_fd and os.sep == "/"
+
+    def stamp(self, rel: str) -> tuple[int, int] | None:
+        if not self._usable:
+            return file_stamp(os.path.join(self._root, rel))
+        folder, _, name = rel.rpartition("/")
+        if folder != self._folder or self._fd is None:
+            self.close()
+            self._folder = folder
+            try:
+                self._fd = os.open(os.path.join(self._root, folder), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                return None
+        return file_stamp(name, self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _Stamps(Sequence):
@@ -291,11 +307,14 @@ class _Stamps(Sequence):
     def __init__(self, listing: Listing):
         self._listing = listing
         self._sizes, self._mtimes = array("q"), array("q")
-        with _folder_fd(listing.root) as root:
+        folders = _FolderStat(listing.root)
+        try:
             for rel in listing.paths:
-                size, mtime = file_stamp(rel, root) or (-1, -1)
+                size, mtime = folders.stamp(rel) or (-1, -1)
                 self._sizes.append(size)
                 self._mtimes.append(mtime)
+        finally:
+            folders.close()
 
     def __len__(self) -> int:
         return len(self._sizes)
