@@ -29,13 +29,13 @@ from dataclasses import replace
 from .decode import UnreadableImage
 from .errors import BatchDigitsError, ExitCode
 from .files import check_input_folder, is_image_name
-from .inference import Inference, model_fingerprint, model_name, review_threshold
+from .inference import Inference
+from .model import model_fingerprint, model_name, review_threshold
 from .options import PredictOptions
 from .output import Row
+from .predict import CHUNK, chunks
 
 METRICS_NAMESPACE = "batchdigits"
-#: Rows of the merged CSV are handed to the driver this many at a time.
-CHUNK = 1024
 
 
 class BeamNotInstalledError(BatchDigitsError):
@@ -255,7 +255,7 @@ class BeamEngine:
                 pattern = FileSystems.join(shards_dir, "rows*")
                 found = FileSystems.match([pattern])[0].metadata_list
                 merged = _sorted_lines((m.path for m in found), scratch)
-                yield from _chunks((_from_line(line) for line in merged), CHUNK)
+                yield from chunks((_from_line(line) for line in merged), CHUNK)
             finally:
                 if not shards_dir.startswith(scratch):  # best effort: a leftover is harmless
                     with contextlib.suppress(Exception):
@@ -327,17 +327,6 @@ class BeamEngine:
             | "All rows" >> beam.Flatten()
             | "Shards" >> beam.io.WriteToText(shard_prefix, file_name_suffix=".jsonl")
         )
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _sorted_lines(shard_paths: Iterable[str], scratch: str) -> Iterator[list]:

@@ -574,19 +574,31 @@ class Server(str, enum.Enum):
     waitress = "waitress"
 
 
+HostOption = Annotated[
+    str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes it).")
+]
+PortOption = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")]
+ServerOption = Annotated[
+    Server, typer.Option(help="flask: Flask's development server. waitress: a production server.")
+]
+
+
+def _say_listening(listen: ServeOptions, what: str, exposes: str) -> None:
+    """The start-up line, and a warning when the address is reachable from elsewhere."""
+    err.print(what)
+    if listen.exposed:
+        err.print(
+            f"warning: listening on {listen.host}: anyone who can reach this machine can "
+            f"{exposes} (there is no login)"
+        )
+
+
 @app.command()
 def serve(
     model: ModelOption = None,
-    host: Annotated[
-        str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes it).")
-    ] = ServeOptions.host,
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Port to listen on.")
-    ] = ServeOptions.port,
-    server: Annotated[
-        Server,
-        typer.Option(help="flask: Flask's development server. waitress: a production server."),
-    ] = Server.flask,
+    host: HostOption = ServeOptions.host,
+    port: PortOption = ServeOptions.port,
+    server: ServerOption = Server.flask,
     max_content_length: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (larger: 413).")
     ] = ServeOptions.max_content_length,
@@ -603,12 +615,8 @@ def serve(
     listen = ServeOptions(host, port, server.value, max_content_length, threads)
 
     def ready(url: str) -> None:
-        err.print(f"serving on {url} ({listen.server}); Ctrl-C stops")
-        if listen.exposed:
-            err.print(
-                f"warning: listening on {host}: anyone who can reach this machine can use "
-                "the page and the API (there is no login)"
-            )
+        what = f"serving on {url} ({listen.server}); Ctrl-C stops"
+        _say_listening(listen, what, "use the page and the API")
 
     _run(lambda: run_server(options, listen, ready))
 
@@ -630,16 +638,9 @@ def review(
         typer.Option(help="Where labels are saved as you go. Default: PREDICTIONS.labels.csv."),
     ] = None,
     model: ModelOption = None,
-    host: Annotated[
-        str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes it).")
-    ] = ServeOptions.host,
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Port to listen on.")
-    ] = ServeOptions.port,
-    server: Annotated[
-        Server,
-        typer.Option(help="flask: Flask's development server. waitress: a production server."),
-    ] = Server.flask,
+    host: HostOption = ServeOptions.host,
+    port: PortOption = ServeOptions.port,
+    server: ServerOption = Server.flask,
 ) -> None:
     """Review the rows the model doubts in the browser and label them (needs
     'batchdigits\\[web]'); the labels feed evaluate and tune."""
@@ -650,15 +651,11 @@ def review(
     session = _run(lambda: ReviewSession.open(predictions, images, labels))
 
     def ready(url: str) -> None:
-        err.print(
+        what = (
             f"reviewing {len(session.rows)} rows of {predictions} on {url} ({listen.server}); "
             f"labels go to {session.labels_path} ({len(session.labels)} so far); Ctrl-C stops"
         )
-        if listen.exposed:
-            err.print(
-                f"warning: listening on {host}: anyone who can reach this machine can see the "
-                "images and change the labels (there is no login)"
-            )
+        _say_listening(listen, what, "see the images and change the labels")
 
     _run(lambda: run_review(session, PredictOptions(model=model), listen, ready))
 

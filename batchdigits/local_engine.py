@@ -40,7 +40,7 @@ class LocalEngine:
 
     def describe(self, summary) -> None:
         summary.skipped = self.listing.skipped
-        escaped = [csv_path(p) for p in self.listing.paths if csv_path(p) != p]
+        escaped = [c for p in self.listing.paths if (c := csv_path(p)) != p]
         summary.escaped_names = len(escaped)
         summary.escaped_examples = escaped[:5]
         summary.unreadable_folders = self.listing.unreadable_folders

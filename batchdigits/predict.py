@@ -217,7 +217,7 @@ def write_rows(
     """Write rows (``Row`` or reused ``CsvRow``) ``CHUNK`` at a time, counting their errors
     and review flags into ``summary`` and reporting progress; returns how many."""
     written = 0
-    for chunk in _chunks(rows, CHUNK):
+    for chunk in chunks(rows, CHUNK):
         check_stop()
         writer.write(chunk)
         summary.errors += sum(1 for row in chunk if row.error)
@@ -228,7 +228,8 @@ def write_rows(
     return written
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
     chunk = []
     for item in items:
         chunk.append(item)

@@ -35,18 +35,23 @@ class ReviewSession:
     rows: list[dict] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _index: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._index = {r["path"]: r for r in self.rows}
 
     @classmethod
     def open(cls, predictions, images=None, labels_path=None) -> ReviewSession:
         predictions = Path(predictions)
-        session = cls(
+        labels_path = Path(labels_path) if labels_path else labels_path_for(predictions)
+        rows = _read_rows(predictions)
+        return cls(
             predictions=predictions,
             images=Path(images) if images is not None else predictions.parent,
-            labels_path=Path(labels_path) if labels_path else labels_path_for(predictions),
+            labels_path=labels_path,
+            rows=rows,
+            labels=_read_labels(labels_path, {r["path"] for r in rows}),
         )
-        session.rows = _read_rows(predictions)
-        session.labels = _read_labels(session.labels_path, {r["path"] for r in session.rows})
-        return session
 
     def queue(self, which: str = "review", digit: int | None = None) -> list[dict]:
         """Rows to look at, lowest confidence first (errors before any prediction):
@@ -61,7 +66,7 @@ class ReviewSession:
         return sorted(rows, key=lambda r: r["confidence"] if r["confidence"] is not None else -1)
 
     def row(self, path: str) -> dict | None:
-        return self._by_path().get(path)
+        return self._index.get(path)
 
     def image_file(self, path: str) -> Path | None:
         """The file of a row, only if it is a row and lies inside the images folder."""
@@ -87,11 +92,6 @@ class ReviewSession:
                 writer.writerow(["path", "label"])
                 writer.writerows(sorted(self.labels.items()))
             return len(self.labels)
-
-    def _by_path(self) -> dict[str, dict]:
-        if not hasattr(self, "_index"):
-            self._index = {r["path"]: r for r in self.rows}
-        return self._index
 
 
 def _read_rows(predictions: Path) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .decode import UnreadableImage
-from .errors import BatchDigitsError
+from .errors import BatchDigitsError, InputNotFoundError, LabelError
 from .web import Predictor, error_handlers, json_error, require
 
 PAGE = Path(__file__).with_name("review_page.html")
@@ -85,7 +85,8 @@ def _label(flask, session):
         return json_error(flask, 400, "a path relative to the images folder, without ..")
     try:
         labelled = session.set_label(path, label)
-    except BatchDigitsError as exc:
-        status = 404 if "is not a row" in str(exc) else 400
-        return json_error(flask, status, str(exc))
+    except InputNotFoundError as exc:  # not a row of the CSV
+        return json_error(flask, 404, str(exc))
+    except (LabelError, BatchDigitsError) as exc:
+        return json_error(flask, 400, str(exc))
     return flask.jsonify({"path": path, "label": label, "labelled": labelled})

@@ -284,13 +284,20 @@ def _split(mnist: Mnist, config: TrainConfig) -> dict[str, Any]:
 
 def _fit(model, train_ds, val_ds, n_fit: int, config: TrainConfig, reporter: Reporter):
     """Adam with a cosine schedule; returns the callback holding the best epoch."""
-    k = keras()
     steps = -(-n_fit // config.batch_size)
-    schedule = k.optimizers.schedules.CosineDecay(
+    schedule = keras().optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, steps * config.epochs), alpha=0.01
     )
+    return fit(model, train_ds, val_ds, config.epochs, steps, schedule, reporter)
+
+
+def fit(model, train_ds, val_ds, epochs: int, steps: int, learning_rate, reporter: Reporter):
+    """Adam on cross-entropy for ``epochs`` of ``steps`` batches, progress reported; the
+    weights of the epoch with the best validation accuracy are kept. ``learning_rate``:
+    a number or a Keras schedule. Returns the callback holding the best accuracy."""
+    k = keras()
     model.compile(
-        optimizer=k.optimizers.Adam(learning_rate=schedule),
+        optimizer=k.optimizers.Adam(learning_rate=learning_rate),
         loss=k.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
     )
@@ -298,10 +305,10 @@ def _fit(model, train_ds, val_ds, n_fit: int, config: TrainConfig, reporter: Rep
     model.fit(
         train_ds,
         validation_data=val_ds,
-        epochs=config.epochs,
+        epochs=epochs,
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=0,
-        callbacks=[_progress_callback(reporter, config.epochs, steps), best],
+        callbacks=[_progress_callback(reporter, epochs, steps), best],
     )
     return best
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from .errors import DataNotFoundError, LabelError
 from .evaluate import csv_labels, folder_labels
 from .files import find_images
-from .inference import Inference
+from .inference import Inference, make_infer
 from .model import check_model_output, load_model, save_model
 from .negatives import NOT_A_DIGIT
 from .options import PredictOptions
@@ -73,7 +73,7 @@ def tune(
     t0 = time.perf_counter()
     model, calibration = _fit(images, train, held, mnist, options, reporter)
     seconds = time.perf_counter() - t0
-    after = _held_out_accuracy(model, images, held, options)
+    after = _held_out_accuracy(model, images, held)
     card = {
         "format": "batchdigits-model-card/2",
         **calibration,
@@ -83,9 +83,6 @@ def tune(
         "train_images": int(len(train)),
         "held_out_images": int(len(held)),
         "not_a_digit_images": int((images["labels"] == NOT_A_DIGIT).sum()),
-        "mnist_images_mixed": int(min(len(train) * options.mnist_per_image, len(mnist[0])))
-        if mnist
-        else 0,
         "held_out_accuracy_before": round(before, 6),
         "held_out_accuracy_after": round(after, 6),
         "tune_seconds": round(seconds, 1),
@@ -165,15 +162,14 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
     Returns the model and the calibration figures (``test_*`` on MNIST's test digits
     when MNIST is there, else on the held-out part)."""
     from ._lazy import keras
-    from .train import _best_weights_callback, _progress_callback, calibrate, image_dataset
+    from .train import calibrate, fit, image_dataset
 
-    k = keras()
-    k.utils.set_random_seed(options.seed)
+    keras().utils.set_random_seed(options.seed)
     x = np.clip(np.rint(images["inputs"]), 0, 255).astype(np.uint8)
     y = images["labels"].astype(np.uint8)
     x_fit, y_fit = x[train], y[train]
+    n = int(min(len(train) * options.mnist_per_image, len(mnist[0]))) if mnist else 0
     if mnist:
-        n = int(min(len(train) * options.mnist_per_image, len(mnist[0])))
         pick = np.random.default_rng(options.seed).choice(len(mnist[0]), n, replace=False)
         x_fit, y_fit = (
             np.concatenate([x_fit, mnist[0][pick]]),
@@ -182,38 +178,25 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
     train_ds = image_dataset(x_fit, y_fit, options.batch_size, options.seed, True)
     val_ds = image_dataset(x[held], y[held], 256)
     model = load_model(options.predict.model)
-    model.compile(
-        optimizer=k.optimizers.Adam(learning_rate=options.learning_rate),
-        loss=k.losses.CategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
     steps = -(-len(x_fit) // options.batch_size)
-    best = _best_weights_callback()
-    progress = _progress_callback(reporter, options.epochs, steps)
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=options.epochs,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=0,
-        callbacks=[progress, best],
-    )
+    fit(model, train_ds, val_ds, options.epochs, steps, options.learning_rate, reporter)
     if mnist:
         test_ds, test_labels = image_dataset(mnist[2], mnist[3], 512), mnist[3]
     else:
         test_ds, test_labels = val_ds, y[held]
     model, figures = calibrate(model, val_ds, y[held], test_ds, test_labels)
     figures["mnist_test_accuracy"] = figures["test_accuracy"] if mnist else None
+    figures["mnist_images_mixed"] = n
     return model, figures
 
 
-def _held_out_accuracy(model, images, held, options: TuneOptions) -> float:
+def _held_out_accuracy(model, images, held) -> float:
     """The tuned model on the held-out images as ``predict`` will see them."""
-    inference = Inference.of(model, replace(options.predict, review_threshold=0.5))
+    infer = make_infer(model)
     inputs = images["inputs"][held]
     probabilities = np.concatenate(
         [
-            inference.infer(inputs[i : i + 256, ..., None].astype(np.float32)).numpy()
+            infer(inputs[i : i + 256, ..., None].astype(np.float32)).numpy()
             for i in range(0, len(inputs), 256)
         ]
     )

@@ -7,15 +7,12 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import save_digit
+from webabuse import free_port, start_server
 
 pytest.importorskip("flask", reason="the web extra is not installed")
 
@@ -103,12 +100,6 @@ def test_routes_answer_bad_requests_with_4xx(predictions, tiny_model):
     assert session.labels == {}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_browser_corrects_three_rows_with_the_keyboard(predictions, tiny_model, tmp_path):
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
@@ -119,15 +110,9 @@ def test_browser_corrects_three_rows_with_the_keyboard(predictions, tiny_model, 
     port = free_port()
     exe = str(Path(sys.executable).with_name("batchdigits"))
     args = [exe, "review", str(out), "--images", str(images), "--model", str(tiny_model)]
-    server = subprocess.Popen([*args, "--port", str(port), "--server", "waitress"])
+    server = start_server([*args, "--port", str(port), "--server", "waitress"], port)
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.2)
         labelled = _label_three(playwright, url, tmp_path)
     finally:
         server.terminate()

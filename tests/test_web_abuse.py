@@ -4,18 +4,16 @@ good request answered right afterwards (a bounded version of the benchmark)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("waitress", reason="the web extra is not installed")
 
-from webabuse import abuse  # noqa: E402
+from webabuse import abuse, free_port, start_server  # noqa: E402
 
 EXE = str(Path(sys.executable).with_name("batchdigits"))
 LIMIT = 200_000
@@ -30,18 +28,11 @@ def peak_rss_mib(pid: int) -> float:
 
 @pytest.mark.slow
 def test_server_under_abuse(mnist):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args = [EXE, "serve", "--server", "waitress", "--port", str(port)]
-    server = subprocess.Popen([*args, "--max-content-length", str(LIMIT)], stderr=subprocess.PIPE)
+    args += ["--max-content-length", str(LIMIT)]
+    server = start_server(args, port, stderr=subprocess.PIPE)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.2)
         t0 = time.monotonic()
         statuses, failures = abuse(port, mnist.x_test[0], int(mnist.y_test[0]), 300, 3.0, LIMIT)
         assert failures == [], failures[:5]

@@ -13,17 +13,14 @@ by kind, any failure, the time and the server's peak RSS.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from webabuse import abuse  # noqa: E402
+from webabuse import abuse, free_port, start_server  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "mnist-test-2000.npz"
 
@@ -35,21 +32,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5 * 1024 * 1024)
     args = parser.parse_args()
     data = np.load(FIXTURE)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     exe = str(Path(sys.executable).with_name("batchdigits"))
-    server = subprocess.Popen(
-        [exe, "serve", "--server", "waitress", "--port", str(port)]
-        + ["--max-content-length", str(args.limit)]
-    )
+    command = [exe, "serve", "--server", "waitress", "--port", str(port)]
+    server = start_server(command + ["--max-content-length", str(args.limit)], port)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.2)
         t0 = time.monotonic()
         digit, label = data["x_test"][0], int(data["y_test"][0])
         statuses, failures = abuse(port, digit, label, args.requests, args.trickle, args.limit)
