@@ -49,7 +49,7 @@ def require(module: str, extra: str = "web"):
         return importlib.import_module(module)
     except ImportError as exc:
         raise WebNotInstalledError(
-            f"batchdigits serve needs {module}, which comes with an optional extra: "
+            f"batchdigits serve and review need {module}, which comes with an optional extra: "
             f"pip install 'batchdigits[{extra}]'"
         ) from exc
 
