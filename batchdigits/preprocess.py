@@ -133,6 +133,15 @@ def _pooled(weights, pool: int):
     return t.reduce_mean(t.reshape(weights, [shape[0], -1, pool, shape[2]]), axis=2)
 
 
+def _by_extent(weights, extent):
+    """``weights(extents) -> (K, S, n)`` computed once per distinct extent in ``extent
+    (B,)`` and gathered back to ``(B, S, n)``: a batch of same-sized images (the usual
+    case) builds one matrix instead of one per image, with the same values."""
+    t = tf()
+    distinct, index = t.unique(extent)
+    return t.gather(weights(distinct), index)
+
+
 def _apply(rows, x, cols):
     """Separable resampling as two batched matrix products: ``rows (B, S, H) @ x (B, H, W)
     @ cols (B, T, W)^T -> (B, S, T)``. The same result as sampling each output pixel
@@ -148,7 +157,12 @@ def _resample(x, h, w, size: int, pool: int = 1):
     steps = t.range(size * pool, dtype=t.float32)[None, :] / float(max(size * pool - 1, 1))
 
     def weights(extent, n):
-        return _pooled(_bilinear_weights(steps * t.cast(extent - 1, t.float32)[:, None], n), pool)
+        return _by_extent(
+            lambda e: _pooled(
+                _bilinear_weights(steps * t.cast(e - 1, t.float32)[:, None], n), pool
+            ),
+            extent,
+        )
 
     return _apply(weights(h, t.shape(x)[1]), x, weights(w, t.shape(x)[2]))
 
@@ -161,13 +175,16 @@ def _spread_back(grid, h, w, shape, interpolation: str, border: int = 0):
     t = tf()
     g = t.shape(grid)[1]
 
-    def weights(extent, n):
+    def weights_of(extent, n):
         scale = t.cast(g - 2 * border, t.float32) / t.cast(extent, t.float32)
         pos = (t.range(n, dtype=t.float32)[None, :] + 0.5) * scale[:, None] - 0.5 + border
         pos = t.clip_by_value(pos, 0.0, t.cast(g - 1, t.float32))
         if interpolation == "NEAREST":
             return t.one_hot(t.cast(t.floor(pos + 0.5), t.int32), g)
         return _bilinear_weights(pos, g)
+
+    def weights(extent, n):
+        return _by_extent(lambda e: weights_of(e, n), extent)
 
     return _apply(weights(h, shape[0]), grid, weights(w, shape[1]))
 
