@@ -99,6 +99,11 @@ def tf() -> ModuleType:
             import tensorflow
 
             tensorflow.config.list_physical_devices()  # device probing happens here, quietly
+        # No Grappler rewrites of our functions: the normalisation's ~2,400-op graph took
+        # 0.4-0.9 s to optimise at its first call and ran no faster for it (nor did the
+        # model), and without them a compiled function computes exactly what the same
+        # code does eagerly (small runs normalise eagerly: see ``inference``).
+        tensorflow.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
         _modules["tf"] = tensorflow
     return _modules["tf"]
 

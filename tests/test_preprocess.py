@@ -240,7 +240,13 @@ def test_bands_along_two_edges_are_not_the_digit(mnist, edges):
             ink[side] = 255
         image = (255 - ink) if dark_ink else ink
         x = normalize(image.astype(np.uint8))[0]
-        assert np.abs(x - reference).mean() < 15, (edges, dark_ink)
+        # the same digit, up to a whole-pixel placement (the centring rounds to pixels)
+        differences = [
+            np.abs(np.roll(x, (dy, dx), (0, 1)) - reference).mean()
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        ]
+        assert min(differences) < 15, (edges, dark_ink, differences)
 
 
 def test_a_ruling_that_touches_the_digit_goes_a_tight_bar_stays(mnist):
