@@ -121,12 +121,10 @@ def _bilinear_weights(pos, n):
     pixels (bilinear: two neighbours). A sample outside ``[0, n - 1]`` gets no weight, so
     it reads 0."""
     t = tf()
-    top = t.floor(pos)
-    lerp = (pos - top)[..., None]
-    inside = t.cast((pos >= 0.0) & (pos <= t.cast(n - 1, t.float32)), t.float32)[..., None]
-    first = t.cast(top, t.int32)
-    below = t.one_hot(first, n) * (1.0 - lerp) + t.one_hot(t.minimum(first + 1, n - 1), n) * lerp
-    return below * inside
+    pos = pos[..., None]
+    inside = t.cast((pos >= 0.0) & (pos <= t.cast(n - 1, t.float32)), t.float32)
+    # the tent 1 - |pos - j| over the pixels j: 1 - lerp and lerp on the two neighbours
+    return t.nn.relu(1.0 - t.abs(pos - t.range(n, dtype=t.float32))) * inside
 
 
 def _pooled(weights, pool: int):
@@ -233,10 +231,23 @@ def _pad_linear(grid):
     """``(B, n, n) -> (B, n + 2, n + 2)``: one more cell on each side, extrapolated
     linearly from the two cells inside it (a slope goes on as a slope)."""
     t = tf()
-    grid = t.concat([2 * grid[:, :1] - grid[:, 1:2], grid, 2 * grid[:, -1:] - grid[:, -2:-1]], 1)
-    return t.concat(
-        [2 * grid[:, :, :1] - grid[:, :, 1:2], grid, 2 * grid[:, :, -1:] - grid[:, :, -2:-1]], 2
-    )
+    return _apply(_extend(grid.shape[1])[None], grid, _extend(grid.shape[2])[None])
+
+
+@functools.lru_cache(maxsize=8)
+def _extension_matrix(n: int):
+    """``(n + 2, n)``: the identity with one row more at each end, 2 x the edge cell minus
+    the one inside it (numpy)."""
+    import numpy as np
+
+    m = np.zeros((n + 2, n), np.float32)
+    m[1:-1] = np.eye(n)
+    m[0, :2] = m[-1, -2:][::-1] = (2.0, -1.0)
+    return m
+
+
+def _extend(n: int):
+    return tf().constant(_extension_matrix(n))
 
 
 # --------------------------------------------------------------------------- steps 2-6
