@@ -230,7 +230,6 @@ def _shrunk(x, h, w):
 def _pad_linear(grid):
     """``(B, n, n) -> (B, n + 2, n + 2)``: one more cell on each side, extrapolated
     linearly from the two cells inside it (a slope goes on as a slope)."""
-    t = tf()
     return _apply(_extend(grid.shape[1])[None], grid, _extend(grid.shape[2])[None])
 
 
