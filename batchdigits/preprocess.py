@@ -77,11 +77,17 @@ _ALPHA_WEIGHTS = ((0, 0, 0, 0), (0, 0, 0, 0), (0, 1, 0, 0), (0, 0, 0, 0), (0, 0,
 def to_gray(image):
     """``(H, W, C)`` with C in 1-4, values 0..255 -> ``float32 (H, W)`` in 0..255.
 
-    Colour becomes luma; an alpha channel (C = 2 or 4) is composited onto white.
+    Colour becomes luma; an alpha channel (C = 2 or 4) is composited onto white. Gray
+    images (C = 1, most scans) skip the weighting, which would leave them unchanged.
     """
     t = tf()
     image = t.cast(image, t.float32)
     channels = t.shape(image)[-1]
+    return t.cond(channels == 1, lambda: image[..., 0], lambda: _weighted_gray(image, channels))
+
+
+def _weighted_gray(image, channels):
+    t = tf()
     gray_w = t.gather(t.constant(_GRAY_WEIGHTS, t.float32), channels)[:channels]
     alpha_w = t.gather(t.constant(_ALPHA_WEIGHTS, t.float32), channels)[:channels]
     gray = t.reduce_sum(image * gray_w, axis=-1)
