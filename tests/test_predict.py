@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import save_digit
+from PIL import Image
 
 from batchdigits.errors import ExitCode, InputNotFoundError, OutputError
 from batchdigits.model import load_model
@@ -199,3 +201,30 @@ def test_paths_enter_the_pipeline_a_chunk_at_a_time(tmp_path, mnist, monkeypatch
     assert paths.highest < 200  # a few chunks ahead, not the whole listing
     rest = [int(i) for b in batches for i in b[0].numpy()]
     assert rest == list(range(8, 400)) and paths.highest == 399
+
+
+def test_eager_small_runs_write_the_same_csv_as_compiled_ones(
+    tmp_path, mnist, tiny_model, monkeypatch
+):
+    """A run of at most EAGER_IMAGES files normalises and predicts op by op, a larger one
+    through the compiled functions: the CSV must be the same bytes either way, for MNIST
+    digits, scans larger than the 64 px cleaning size, colour and mixed sizes together."""
+    from scanlike import write_scan_set
+
+    import batchdigits.inference as inference
+
+    root = tmp_path / "mixed"
+    for i in range(20):
+        save_digit(root / f"m{i:02d}.png", mnist.x_test[i])
+    write_scan_set(root / "scans", mnist.x_test[20:40], mnist.y_test[20:40])
+    colour = np.stack([mnist.x_test[40], mnist.x_test[40] // 2, 255 - mnist.x_test[40]], -1)
+    Image.fromarray(colour.astype(np.uint8)).resize((90, 70)).save(root / "colour.png")
+    options = PredictOptions(model=tiny_model, batch_size=16, probabilities=True)
+
+    eager, compiled = tmp_path / "eager.csv", tmp_path / "compiled.csv"
+    assert inference.EAGER_IMAGES >= 41
+    predict_folder(root, eager, options)
+    monkeypatch.setattr(inference, "EAGER_IMAGES", 0)
+    predict_folder(root, compiled, options)
+    assert eager.read_bytes() == compiled.read_bytes()
+    assert len(read_csv(eager)) == 41
