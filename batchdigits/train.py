@@ -59,9 +59,6 @@ class TrainConfig:
     non_digit_share: float = 0.0  # generated non-digits added per training digit (outlier exposure)
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
-    teacher: str | None = None  # a .keras model to distil from (its soft labels as targets)
-    teacher_share: float = 0.5  # share of each target that is the teacher's soft labels
-    teacher_temperature: float = 2.0  # the teacher's logits are softened by this
 
 
 def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +75,6 @@ def image_dataset(
     shuffle_seed: int | None = None,
     augment_data: bool = False,
     augment_fraction: float = 1.0,
-    soft_targets=None,
 ):
     """28x28 MNIST-style arrays -> batched ``(inputs, targets)`` through the shared
     normalisation (:func:`~batchdigits.preprocess.normalize_batch`, as in ``predict``).
@@ -88,8 +84,6 @@ def image_dataset(
     reproducibly; with ``augment_data`` too, every epoch sees freshly (and reproducibly)
     varied digits, augmented a whole batch at a time. (``prepare``, the per-file step of
     ``predict``, leaves one-channel images this small unchanged, so it is skipped.)
-    ``soft_targets``: ``(inputs, targets) -> targets``, run on every batch (distillation:
-    a teacher's soft labels mixed in, on the very inputs the student sees).
     """
     t = tf()
     ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
@@ -110,8 +104,6 @@ def image_dataset(
         inputs, _ = normalize_batch(gray, t.tile(size[None], [t.shape(gray)[0], 1]))
         target = t.one_hot(label, 10)
         target = t.where((label == NOT_A_DIGIT)[:, None], 0.1, target)
-        if soft_targets is not None:
-            target = soft_targets(inputs, target)
         return inputs, target
 
     ds = ds.map(finish, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
@@ -242,7 +234,6 @@ def train_model(
         config.seed,
         config.augment,
         config.augment_fraction,
-        _teacher_targets(config),
     )
     seed = config.seed if config.augment else None
     val_ds, y_val = validation_dataset(split["x_val"], split["y_val"], seed)
@@ -267,25 +258,6 @@ def train_model(
         **{key: value for key, value in asdict(config).items()},
     }
     return model, {**card, **_provenance(model, mnist, seconds)}
-
-
-def _teacher_targets(config: TrainConfig):
-    """Distillation (``config.teacher``): each target becomes ``(1 - share) x`` the label
-    plus ``share x`` the teacher's probabilities at ``teacher_temperature`` on the same
-    (augmented, normalised) input; ``None`` without a teacher."""
-    if config.teacher is None:
-        return None
-    from .model import load_model
-
-    t = tf()
-    teacher = logits_model(load_model(config.teacher))
-    share, temperature = config.teacher_share, config.teacher_temperature
-
-    def targets(inputs, target):
-        soft = t.nn.softmax(teacher(inputs, training=False) / temperature)
-        return (1.0 - share) * target + share * soft
-
-    return targets
 
 
 def _split(mnist: Mnist, config: TrainConfig) -> dict[str, Any]:
