@@ -12,7 +12,8 @@ of paper (real crops from forms have none: the ink touches the edges):
    in two; the ink is the class that is thinner (loses more to an erosion), smaller, and
    does not hold most of the image's sides, and (half a vote) the extreme farther from
    the median (bands along two edges or a bold digit touching every edge do not decide
-   alone): dark ink is inverted;
+   alone): dark ink is inverted; then an image longer than :data:`CLEAN_SIZE` is
+   box-filtered to that side for the steps below (:func:`_shrunk`);
 3. background: subtract a smooth estimate of the paper level (local minima over a
    coarse grid, so uneven lighting goes too), then stretch the ink to 0..1 above a
    noise threshold measured on the paper class (Otsu again), so faint strokes survive
