@@ -20,6 +20,10 @@ Prints images/s for each, the ratios, peak RSS of the predict subprocess, and th
 The ratios are given for predict in-process (like the baselines: TensorFlow imported and
 the model at hand) and as a subprocess (TensorFlow's import included).
 
+``--idiom DIR OUT.csv`` runs only the Keras idiom on ``DIR``, as its own process, to time
+it whole against ``batchdigits predict DIR -o X.csv`` (the issue-17 comparison); ``--make
+DIR`` only writes a benchmark folder of ``--files`` files of ``--kind``.
+
 ``--startup``: a whole ``predict`` process on a small folder against ``python -c "import
 tensorflow"``, alternated, median of ``--repeats``. ``--scaling``: one generated folder of
 the largest size, subsets hard-linked from it; per size the predict subprocess's seconds,
@@ -177,10 +181,19 @@ def main() -> None:
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--startup", action="store_true", help="small folder vs TF import")
     parser.add_argument("--scaling", default=None, help="comma-separated folder sizes")
+    parser.add_argument("--idiom", nargs=2, metavar=("DIR", "OUT"), help="the idiom alone")
+    parser.add_argument("--make", metavar="DIR", help="only write a benchmark folder")
     args = parser.parse_args()
+    if args.idiom:  # nothing else loaded: the process is the idiom's alone
+        seed = build_model(**SEED_ARCHITECTURE, batch_norm=False)
+        keras_idiom(Path(args.idiom[0]), Path(args.idiom[1]), seed)
+        return
     data = args.data or os.environ.get("BATCHDIGITS_MNIST") or "../shared/mnist"
     mnist = load_mnist(data)
     n = args.files
+    if args.make:
+        make_folder(Path(args.make), n, args.kind, mnist)
+        return
     if args.startup or args.scaling:
         with tempfile.TemporaryDirectory() as tmp:
             if args.startup:
