@@ -40,7 +40,7 @@ class Inference:
     infer: Any  # compiled images -> probabilities
     fingerprint: str
     name: str
-    model: Any = None  # the Keras model itself, called eagerly in small runs
+    model: Any  # the Keras model itself, called eagerly in small runs
 
     @classmethod
     def open(cls, options: PredictOptions) -> Inference:
