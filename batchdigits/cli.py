@@ -92,26 +92,40 @@ def _run(func: Callable[[], T], on_error: Callable[[int, str], None] | None = No
         return _call(func, fail, held)
 
 
+def _stopped(fail: Callable, exc: KeyboardInterrupt) -> typer.Exit:
+    code = getattr(exc, "exit_code", ExitCode.INTERRUPTED)
+    what = "terminated (SIGTERM)" if code == ExitCode.TERMINATED else "interrupted"
+    message = f"{what}; the previous output is kept, nothing partial was written"
+    return fail(code, message, message)
+
+
 def _call(func: Callable[[], T], fail: Callable, held: Callable[[], str]) -> T:
+    from .errors import recorded_stop
+
     try:
         return func()
-    except BatchDigitsError as exc:
-        raise fail(exc.exit_code, str(exc)) from None
     except KeyboardInterrupt as exc:
-        code = getattr(exc, "exit_code", ExitCode.INTERRUPTED)
-        what = "terminated (SIGTERM)" if code == ExitCode.TERMINATED else "interrupted"
-        message = f"{what}; the previous output is kept, nothing partial was written"
-        raise fail(code, message, message) from None
-    except Exception as exc:  # the last resort: a bug, never a user error
-        message = f"unexpected error: {type(exc).__name__}: {exc}"
-        native = held()[-2000:]
-        _error(
-            f"{type(exc).__name__}: {exc}\n"
-            + (f"Native library messages:\n{native}\n" if native else "")
-            + "This is a bug in batchdigits; please report it with the command you ran.",
-            "unexpected error",
-        )
-        raise fail(ExitCode.UNEXPECTED, message, "") from None
+        raise _stopped(fail, exc) from None
+    except Exception as exc:
+        # A signal's stop can surface as another error (an import cut short while Keras
+        # loads a model reads as a bad model file): the stop is what happened.
+        if (stop := recorded_stop()) is not None:
+            raise _stopped(fail, stop) from None
+        if isinstance(exc, BatchDigitsError):
+            raise fail(exc.exit_code, str(exc)) from None
+        raise _bug(fail, exc, held) from None
+
+
+def _bug(fail: Callable, exc: Exception, held: Callable[[], str]) -> typer.Exit:
+    """The last resort: a bug, never a user error."""
+    native = held()[-2000:]
+    _error(
+        f"{type(exc).__name__}: {exc}\n"
+        + (f"Native library messages:\n{native}\n" if native else "")
+        + "This is a bug in batchdigits; please report it with the command you ran.",
+        "unexpected error",
+    )
+    return fail(ExitCode.UNEXPECTED, f"unexpected error: {type(exc).__name__}: {exc}", "")
 
 
 def _stop_on_signals() -> None:

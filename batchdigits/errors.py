@@ -112,6 +112,12 @@ def stop(exc: KeyboardInterrupt) -> None:
     raise exc
 
 
+def recorded_stop() -> KeyboardInterrupt | None:
+    """The first stop a signal asked for, or None (the CLI reports it over any error the
+    stop caused inside a library call)."""
+    return _stops[0] if _stops else None
+
+
 def check_stop() -> None:
     """Raise the recorded stop, if a signal asked for one. Long loops call it: a stop
     raised inside TensorFlow's machinery (e.g. while a dataset runs Python code) may end

@@ -194,3 +194,38 @@ def test_help_shows_bracketed_extras_and_defaults():
     serve_help = CliRunner().invoke(app, ["serve", "--help"], env=wide).stdout
     assert "batchdigits[web]" in serve_help
     assert "serve" in CliRunner().invoke(app, ["--help"], env=wide).stdout
+
+
+STOPPED_WHILE_LOADING = """
+import os, signal, sys, time, types
+import batchdigits.model as m
+from batchdigits.cli import app
+
+def load_model(path, compile=False):  # as Keras does: the stop ends a C import as ImportError
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+    except BaseException:
+        raise ImportError("initialization failed") from None
+
+m.keras = lambda: types.SimpleNamespace(models=types.SimpleNamespace(load_model=load_model))
+sys.argv = ["batchdigits", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_stop_that_surfaces_as_another_error_is_reported_as_the_stop(
+    digit_folder, tiny_model, tmp_path
+):
+    root, _ = digit_folder
+    out = tmp_path / "out.csv"
+    previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
+    out.write_text(previous)
+    args = ["predict", str(root), "-o", str(out), "--model", str(tiny_model)]
+    run = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_LOADING, *args], capture_output=True, text=True
+    )
+    assert run.returncode == 143, run.stderr
+    assert "terminated (SIGTERM); the previous output is kept" in run.stderr
+    assert "cannot load model" not in run.stderr and "Traceback" not in run.stderr
+    assert out.read_text() == previous and not list(tmp_path.glob("*.tmp"))
