@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import __version__
-from .errors import BatchDigitsError, ExitCode
+from .errors import BatchDigitsError, ExitCode, recorded_stop
 from .options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PIXELS,
@@ -100,8 +100,6 @@ def _stopped(fail: Callable, exc: KeyboardInterrupt) -> typer.Exit:
 
 
 def _call(func: Callable[[], T], fail: Callable, held: Callable[[], str]) -> T:
-    from .errors import recorded_stop
-
     try:
         return func()
     except KeyboardInterrupt as exc:

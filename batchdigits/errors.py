@@ -122,8 +122,8 @@ def check_stop() -> None:
     """Raise the recorded stop, if a signal asked for one. Long loops call it: a stop
     raised inside TensorFlow's machinery (e.g. while a dataset runs Python code) may end
     up as a quietly finished iterator instead of reaching the caller."""
-    if _stops:
-        raise _stops[0]
+    if (exc := recorded_stop()) is not None:
+        raise exc
 
 
 _ADVICE = {
