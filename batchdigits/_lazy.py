@@ -12,6 +12,8 @@ import sys
 import tempfile
 from types import ModuleType
 
+from .errors import recorded_stop
+
 
 def _quiet_environment() -> None:
     # No C++ log lines: a corrupt JPEG is reported in the CSV, not by libjpeg on stderr.
@@ -34,7 +36,7 @@ def _native_stderr_captured():
     """Hold back what the import writes to stderr, natively to fd 2 (absl's start-up INFO
     lines, the CUDA probe on a machine without a GPU) or through Python (matplotlib,
     which Keras imports, warning about an unusable HOME): cron would mail it. Replayed
-    if the import fails."""
+    if the import fails, not when a signal stopped it (the stop is the whole story)."""
     sys.stderr.flush()
     saved, saved_stderr = os.dup(2), sys.stderr
     with tempfile.TemporaryFile() as sink:
@@ -42,10 +44,11 @@ def _native_stderr_captured():
         sys.stderr = open(os.dup(sink.fileno()), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             yield
-        except BaseException:
-            sys.stderr.flush()
-            sink.seek(0)
-            saved_stderr.write(sink.read().decode("utf-8", "replace"))
+        except BaseException as exc:
+            if not isinstance(exc, KeyboardInterrupt) and recorded_stop() is None:
+                sys.stderr.flush()
+                sink.seek(0)
+                saved_stderr.write(sink.read().decode("utf-8", "replace"))
             raise
         finally:
             sys.stderr.close()

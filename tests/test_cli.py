@@ -229,3 +229,39 @@ def test_a_stop_that_surfaces_as_another_error_is_reported_as_the_stop(
     assert "terminated (SIGTERM); the previous output is kept" in run.stderr
     assert "cannot load model" not in run.stderr and "Traceback" not in run.stderr
     assert out.read_text() == previous and not list(tmp_path.glob("*.tmp"))
+
+
+IMPORT_WITH_NOISE = """
+import os, signal, sys, time
+import batchdigits.model as m
+from batchdigits import _lazy
+from batchdigits.cli import app
+
+HOW = sys.argv[1]
+
+def keras():  # an import that writes natively to fd 2, then is stopped or fails
+    with _lazy._native_stderr_captured():
+        os.write(2, b"native import noise\\n")
+        if HOW == "stop":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        raise ImportError("the import failed")
+
+m.keras = keras
+sys.argv = ["batchdigits", *sys.argv[2:]]
+app()
+"""
+
+
+@pytest.mark.parametrize("how, code, replayed", [("stop", 143, False), ("fail", 65, True)])
+def test_the_import_noise_is_replayed_when_it_fails_not_when_it_is_stopped(
+    digit_folder, tiny_model, tmp_path, how, code, replayed
+):
+    root, _ = digit_folder
+    args = ["predict", str(root), "-o", str(tmp_path / "out.csv"), "--model", str(tiny_model)]
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORT_WITH_NOISE, how, *args], capture_output=True, text=True
+    )
+    assert run.returncode == code, run.stderr
+    assert ("native import noise" in run.stderr) == replayed, run.stderr
+    assert "Traceback" not in run.stderr
