@@ -186,9 +186,9 @@ def test_decompression_bomb_does_not_allocate(tmp_path):
     for i, (w, h) in enumerate([(60000, 60000), (100000, 30000), (40000, 40000)]):
         (root / f"b{i}.png").write_bytes(bomb_png(w, h))
     code = (
-        "import resource, sys; from batchdigits.cli import main; sys.argv = "
+        "import resource, sys; from batchdigits.cli import app; sys.argv = "
         f"['batchdigits', 'predict', {str(root)!r}, '-o', {str(tmp_path / 'o.csv')!r}]\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    code = e.code\n"
         "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -143,10 +143,10 @@ def test_local_engine_imports_nothing_of_beam(digit_folder, tiny_model, tmp_path
 
     code = (
         "import sys\n"
-        "from batchdigits.cli import main\n"
+        "from batchdigits.cli import app\n"
         f"sys.argv = ['batchdigits', 'predict', {str(digit_folder[0])!r}, '-o', "
         f"{str(tmp_path / 'o.csv')!r}, '--model', {str(tiny_model)!r}, '-q']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
         "assert 'batchdigits.pipeline' in sys.modules\n"
         "print('beam imported:', 'apache_beam' in sys.modules)\n"
     )

@@ -265,3 +265,109 @@ def test_the_import_noise_is_replayed_when_it_fails_not_when_it_is_stopped(
     assert run.returncode == code, run.stderr
     assert ("native import noise" in run.stderr) == replayed, run.stderr
     assert "Traceback" not in run.stderr
+
+
+ENDS_WITH_WITNESSES = """
+import atexit, os, sys
+from batchdigits.cli import main
+
+def note(what):
+    with open(os.environ["WITNESS"], "a") as f:
+        f.write(what + "\\n")
+
+class Witness:  # collected by Python's teardown of this module, if there is one
+    def __del__(self, open=open, path=os.environ["WITNESS"]):  # builtins go first
+        with open(path, "a") as f:
+            f.write("teardown\\n")
+
+witness = Witness()
+atexit.register(lambda: (note("atexit"), sys.stdout.write("written at exit, not flushed")))
+sys.argv = ["batchdigits", *sys.argv[1:]]
+main()
+"""
+
+
+def _run_with_witnesses(tmp_path, *args):
+    witness = tmp_path / "witness.txt"
+    run = subprocess.run(
+        [sys.executable, "-c", ENDS_WITH_WITNESSES, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WITNESS": str(witness)},
+    )
+    return run, witness.read_text().split()
+
+
+def test_a_run_that_loaded_tensorflow_ends_without_the_teardown(digit_folder, tiny_model, tmp_path):
+    root, labels = digit_folder
+    out = tmp_path / "out.csv"
+    run, seen = _run_with_witnesses(
+        tmp_path, "predict", str(root), "-o", str(out), "--model", str(tiny_model)
+    )
+    assert run.returncode == 3, run.stderr  # the corrupt file's row: the code is kept
+    assert len(pd.read_csv(out)) == len(labels) + 1 and not list(tmp_path.glob("*.tmp"))
+    assert seen == ["atexit"]  # handlers ran; the slow teardown did not
+    assert run.stdout == "written at exit, not flushed"  # flushed after the handlers
+
+
+def test_a_run_without_tensorflow_exits_the_ordinary_way(tmp_path):
+    run, seen = _run_with_witnesses(tmp_path, "--version")
+    assert run.returncode == 0 and run.stdout.startswith("batchdigits ")
+    assert seen == ["atexit", "teardown"]
+
+
+class _Ended(Exception):
+    pass
+
+
+@pytest.fixture
+def ending(monkeypatch):
+    """end_process with TensorFlow loaded, the atexit handlers and os._exit recorded
+    instead of run (this test process must go on)."""
+    import atexit
+    import types
+
+    from batchdigits import cli
+
+    calls = []
+    tf_module = sys.modules.get("tensorflow") or types.ModuleType("tensorflow")
+    monkeypatch.setitem(sys.modules, "tensorflow", tf_module)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+
+    def exit_now(status):
+        calls.append(status)
+        raise _Ended
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    return cli.end_process, calls
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (3, 3), (143, 143)])
+def test_end_process_keeps_the_exit_status(ending, code, status):
+    end_process, calls = ending
+    with pytest.raises(_Ended):
+        end_process(code)
+    assert calls == ["atexit", status]
+
+
+def test_end_process_prints_a_message_code_and_exits_1(ending, capsys):
+    end_process, calls = ending
+    with pytest.raises(_Ended):
+        end_process("cannot go on")
+    assert calls == ["atexit", 1] and capsys.readouterr().err == "cannot go on\n"
+
+
+def test_end_process_waits_for_threads_still_running(ending):
+    import threading
+
+    end_process, calls = ending
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            end_process(3)
+    finally:
+        release.set()
+        worker.join()
+    assert stopped.value.code == 3 and calls == []  # the ordinary exit joins the thread

@@ -423,10 +423,10 @@ def test_nothing_new_imports_no_tensorflow_and_touches_nothing(digit_folder, tmp
     before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in (out, Path(f"{out}.state"))]
     code = (
         "import sys\n"
-        "from batchdigits.cli import main\n"
+        "from batchdigits.cli import app\n"
         f"sys.argv = ['batchdigits', *{args!r}, '--summary-json', {str(tmp_path / 's.json')!r}]\n"
         "try:\n"
-        "    main()\n"
+        "    app()\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 0, exc.code\n"
         "assert 'tensorflow' not in sys.modules and 'numpy' not in sys.modules\n"

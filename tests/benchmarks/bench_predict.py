@@ -24,6 +24,10 @@ the model at hand) and as a subprocess (TensorFlow's import included).
 it whole against ``batchdigits predict DIR -o X.csv`` (the issue-17 comparison); ``--make
 DIR`` only writes a benchmark folder of ``--files`` files of ``--kind``.
 
+``--versus-idiom DIR``: whole processes on ``DIR``, alternated, ``--repeats`` pairs:
+``batchdigits predict DIR -o X.csv -q`` against ``--idiom`` as its own process; medians,
+spreads and the ratio (the issue-17 table's way of measuring).
+
 ``--startup``: a whole ``predict`` process on a small folder against ``python -c "import
 tensorflow"``, alternated, median of ``--repeats``. ``--scaling``: one generated folder of
 the largest size, subsets hard-linked from it; per size the predict subprocess's seconds,
@@ -110,6 +114,21 @@ def startup(tmp: Path, n: int, repeats: int, mnist) -> None:
     print(f"  batchdigits predict            {ours:6.2f} s   ({ours / tf_s:.2f}x the import)")
 
 
+def versus_idiom(folder: Path, repeats: int) -> None:
+    """Whole processes on ``folder``, alternated: ``batchdigits predict`` against the idiom."""
+    ours, idiom = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            ours.append(run_subprocess(folder, Path(tmp) / "ours.csv")[0])
+            command = [sys.executable, __file__, "--idiom", str(folder), f"{tmp}/idiom.csv"]
+            idiom.append(run_process(command)[0])
+    a, b = statistics.median(ours), statistics.median(idiom)
+    print(f"{folder}: {os.cpu_count()} cores, {repeats} alternating pairs, medians (min-max)")
+    print(f"  batchdigits predict  {a:6.2f} s  ({min(ours):.2f}-{max(ours):.2f})")
+    print(f"  the Keras idiom      {b:6.2f} s  ({min(idiom):.2f}-{max(idiom):.2f})")
+    print(f"  predict / idiom      {a / b:6.2f}x")
+
+
 def scaling(tmp: Path, sizes: list[int], kind: str, mnist) -> None:
     """Seconds, images/s and peak RSS of the predict subprocess per folder size."""
     source = tmp / "all"
@@ -183,10 +202,14 @@ def main() -> None:
     parser.add_argument("--scaling", default=None, help="comma-separated folder sizes")
     parser.add_argument("--idiom", nargs=2, metavar=("DIR", "OUT"), help="the idiom alone")
     parser.add_argument("--make", metavar="DIR", help="only write a benchmark folder")
+    parser.add_argument("--versus-idiom", metavar="DIR", help="whole processes, alternated")
     args = parser.parse_args()
     if args.idiom:  # nothing else loaded: the process is the idiom's alone
         seed = build_model(**SEED_ARCHITECTURE, batch_norm=False)
         keras_idiom(Path(args.idiom[0]), Path(args.idiom[1]), seed)
+        return
+    if args.versus_idiom:
+        versus_idiom(Path(args.versus_idiom), args.repeats)
         return
     data = args.data or os.environ.get("BATCHDIGITS_MNIST") or "../shared/mnist"
     mnist = load_mnist(data)
