@@ -95,19 +95,31 @@ def run_process(command: list[str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss
 
 
+def alternated(commands: list[list[str]], repeats: int) -> list[list[float]]:
+    """Each command run ``repeats`` times as its own process, in turn (A B A B ...), so a
+    drift in the machine's speed falls on all of them alike: wall seconds per command."""
+    seconds: list[list[float]] = [[] for _ in commands]
+    for _ in range(repeats):
+        for command, times in zip(commands, seconds, strict=True):
+            times.append(run_process(command)[0])
+    return seconds
+
+
+def predict_command(folder: Path, out: Path | str) -> list[str]:
+    return [EXE, "predict", str(folder), "-o", str(out), "-q"]
+
+
 def run_subprocess(folder: Path, out: Path) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of ``batchdigits predict`` as its own process."""
-    return run_process([EXE, "predict", str(folder), "-o", str(out), "-q"])
+    return run_process(predict_command(folder, out))
 
 
 def startup(tmp: Path, n: int, repeats: int, mnist) -> None:
     """A whole predict process on ``n`` files vs importing TensorFlow, alternated."""
     folder = tmp / "small"
     make_folder(folder, n, "mnist", mnist)
-    imports, predicts = [], []
-    for _ in range(repeats):
-        imports.append(run_process([sys.executable, "-c", "import tensorflow"])[0])
-        predicts.append(run_subprocess(folder, tmp / "small.csv")[0])
+    import_tf = [sys.executable, "-c", "import tensorflow"]
+    imports, predicts = alternated([import_tf, predict_command(folder, tmp / "small.csv")], repeats)
     tf_s, ours = statistics.median(imports), statistics.median(predicts)
     print(f"{n} files, {os.cpu_count()} cores, median of {repeats}")
     print(f"  python -c 'import tensorflow'  {tf_s:6.2f} s")
@@ -116,12 +128,9 @@ def startup(tmp: Path, n: int, repeats: int, mnist) -> None:
 
 def versus_idiom(folder: Path, repeats: int) -> None:
     """Whole processes on ``folder``, alternated: ``batchdigits predict`` against the idiom."""
-    ours, idiom = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            ours.append(run_subprocess(folder, Path(tmp) / "ours.csv")[0])
-            command = [sys.executable, __file__, "--idiom", str(folder), f"{tmp}/idiom.csv"]
-            idiom.append(run_process(command)[0])
+        idiom_run = [sys.executable, __file__, "--idiom", str(folder), f"{tmp}/idiom.csv"]
+        ours, idiom = alternated([predict_command(folder, f"{tmp}/ours.csv"), idiom_run], repeats)
     a, b = statistics.median(ours), statistics.median(idiom)
     print(f"{folder}: {os.cpu_count()} cores, {repeats} alternating pairs, medians (min-max)")
     print(f"  batchdigits predict  {a:6.2f} s  ({min(ours):.2f}-{max(ours):.2f})")
