@@ -30,6 +30,39 @@ def _quiet_environment() -> None:
 
 _modules: dict[str, ModuleType] = {}
 
+#: What Keras imports at its start for features the command line never uses: pandas (for
+#: DataFrames given to ``fit``) and matplotlib (``keras.visualization``), a quarter of
+#: TensorFlow's import here (1.0-1.3 s) and ~95 MB. See :func:`import_lean`.
+KERAS_EXTRAS = ("pandas", "matplotlib")
+_lean = {"on": False}
+
+
+def import_lean() -> None:
+    """For a process the command line owns (``cli.main``): TensorFlow and Keras are
+    imported with :data:`KERAS_EXTRAS` hidden, so Keras starts without them (its
+    DataFrame input and image galleries are off in this process; nothing of ours uses
+    them, and they import normally afterwards: the report draws with matplotlib). A
+    library caller's process keeps Keras whole."""
+    _lean["on"] = True
+
+
+def _hidden_extras():
+    return _hidden(KERAS_EXTRAS if _lean["on"] else ())
+
+
+@contextlib.contextmanager
+def _hidden(names):
+    """``import name`` raises ImportError meanwhile, for each of ``names`` not imported."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # the import system's "not available"
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
 
 @contextlib.contextmanager
 def _native_stderr_captured():
@@ -98,7 +131,8 @@ def tf() -> ModuleType:
     """Import and return ``tensorflow``."""
     if "tf" not in _modules:
         _quiet_environment()
-        with _native_stderr_captured():
+        # (TensorFlow's import imports Keras too)
+        with _native_stderr_captured(), _hidden_extras():
             import tensorflow
 
             tensorflow.config.list_physical_devices()  # device probing happens here, quietly
@@ -115,7 +149,7 @@ def keras() -> ModuleType:
     """Import and return ``keras`` (Keras 3, TensorFlow backend)."""
     if "keras" not in _modules:
         tf()
-        with _native_stderr_captured():
+        with _native_stderr_captured(), _hidden_extras():
             import keras as _keras
 
         _modules["keras"] = _keras

@@ -682,7 +682,12 @@ def _write_summary(path: Path, data: dict) -> None:
 
 
 def main() -> None:
-    """Console-script entry point (and ``python -m batchdigits``)."""
+    """Console-script entry point (and ``python -m batchdigits``): the process is the
+    command line's, so TensorFlow is imported lean and the process ends without its
+    teardown (:func:`end_process`)."""
+    from ._lazy import import_lean
+
+    import_lean()
     try:
         app()
     except SystemExit as exc:

@@ -371,3 +371,40 @@ def test_end_process_waits_for_threads_still_running(ending):
         release.set()
         worker.join()
     assert stopped.value.code == 3 and calls == []  # the ordinary exit joins the thread
+
+
+KERAS_EXTRAS_SEEN = """
+import sys
+from batchdigits import _lazy
+if sys.argv[1] == "lean":
+    _lazy.import_lean()
+_lazy.keras()
+from keras.src.trainers.data_adapters import array_slicing
+loaded = [name for name in _lazy.KERAS_EXTRAS if name in sys.modules]
+print(" ".join(loaded) or "-", "dataframes" if array_slicing.pandas else "no-dataframes")
+import matplotlib.pyplot, pandas  # importable afterwards: the report draws with matplotlib
+print(pandas.DataFrame({"a": [1]}).shape, matplotlib.pyplot.figure() is not None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "first_line"),
+    [("lean", "- no-dataframes"), ("library", "pandas matplotlib dataframes")],
+)
+def test_the_command_line_imports_keras_without_its_extras(mode, first_line):
+    run = subprocess.run(
+        [sys.executable, "-c", KERAS_EXTRAS_SEEN, mode], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [first_line, "(1, 1) True"]
+
+
+def test_main_imports_lean_and_a_library_caller_does_not(monkeypatch):
+    from batchdigits import _lazy, cli
+
+    monkeypatch.setitem(_lazy._lean, "on", False)
+    seen = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(_lazy._lean["on"]))
+    monkeypatch.setattr(cli, "end_process", lambda code: seen.append(code))
+    cli.main()
+    assert seen == [True, 0]
