@@ -98,9 +98,11 @@ def _keyed_handler(options: PredictOptions):
     """A keyed RunInference handler: ``(name, gray image)`` -> ``(name, (probabilities,
     has_digit))``, with the local engine's model-call shape."""
     beam = _import_beam()
-    from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
+    from apache_beam.ml.inference import base
 
-    class DigitModelHandler(ModelHandler):
+    _let_beam_read_memory(base)
+
+    class DigitModelHandler(base.ModelHandler):
         def __init__(self):
             super().__init__(
                 min_batch_size=options.beam.smallest_batch,
@@ -119,7 +121,20 @@ def _keyed_handler(options: PredictOptions):
         def get_metrics_namespace(self):
             return METRICS_NAMESPACE
 
-    return KeyedModelHandler(DigitModelHandler())
+    return base.KeyedModelHandler(DigitModelHandler())
+
+
+def _let_beam_read_memory(base) -> None:
+    """Beam (2.7x) imports the standard ``resource`` module in one ``try`` with its
+    torch-only model manager, so without torch it takes ``resource`` for missing and logs
+    "Resource module is not available for current platform" twice a run (cron mail).
+    Where ``resource`` exists, hand it back; once Beam imports it alone this does nothing."""
+    if getattr(base, "resource", False) is None:
+        try:
+            import resource
+        except ImportError:  # not a POSIX system: Beam's warning is true there
+            return
+        base.resource = resource
 
 
 def _local_copy(model: str | None) -> str | None:
