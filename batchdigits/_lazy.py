@@ -7,6 +7,7 @@ need it call :func:`tf` or :func:`keras` at run time.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -46,8 +47,17 @@ def import_lean() -> None:
     _lean["on"] = True
 
 
-def _hidden_extras():
-    return _hidden(KERAS_EXTRAS if _lean["on"] else ())
+def _import(name: str) -> ModuleType:
+    """``import name``, lean if :func:`import_lean` asked for it: with :data:`KERAS_EXTRAS`
+    hidden. A version that cannot start without one of them gets the whole import."""
+    extras = KERAS_EXTRAS if _lean["on"] else ()
+    try:
+        with _hidden(extras):
+            return importlib.import_module(name)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in extras:
+            raise
+    return importlib.import_module(name)
 
 
 @contextlib.contextmanager
@@ -131,10 +141,8 @@ def tf() -> ModuleType:
     """Import and return ``tensorflow``."""
     if "tf" not in _modules:
         _quiet_environment()
-        # (TensorFlow's import imports Keras too)
-        with _native_stderr_captured(), _hidden_extras():
-            import tensorflow
-
+        with _native_stderr_captured():
+            tensorflow = _import("tensorflow")  # which imports Keras too
             tensorflow.config.list_physical_devices()  # device probing happens here, quietly
         # No Grappler rewrites of our functions: the normalisation's ~2,400-op graph took
         # 0.4-0.9 s to optimise at its first call and ran no faster for it (nor did the
@@ -149,8 +157,6 @@ def keras() -> ModuleType:
     """Import and return ``keras`` (Keras 3, TensorFlow backend)."""
     if "keras" not in _modules:
         tf()
-        with _native_stderr_captured(), _hidden_extras():
-            import keras as _keras
-
-        _modules["keras"] = _keras
+        with _native_stderr_captured():
+            _modules["keras"] = _import("keras")
     return _modules["keras"]

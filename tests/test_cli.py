@@ -408,3 +408,40 @@ def test_main_imports_lean_and_a_library_caller_does_not(monkeypatch):
     monkeypatch.setattr(cli, "end_process", lambda code: seen.append(code))
     cli.main()
     assert seen == [True, 0]
+
+
+FAKE_MODULES = ("bd_fake_extra", "bd_fake_extra.sub", "bd_tolerant", "bd_needy")
+
+
+@pytest.fixture
+def fake_extras(tmp_path, monkeypatch):
+    """A fake optional package and two modules that import it: one only if it can, one
+    always; the lean import set to hide the fake package."""
+    from batchdigits import _lazy
+
+    (tmp_path / "bd_fake_extra").mkdir()
+    (tmp_path / "bd_fake_extra" / "__init__.py").write_text("VALUE = 1\n")
+    (tmp_path / "bd_fake_extra" / "sub.py").write_text("")
+    (tmp_path / "bd_tolerant.py").write_text(
+        "try:\n    import bd_fake_extra\nexcept ImportError:\n    bd_fake_extra = None\n"
+    )
+    (tmp_path / "bd_needy.py").write_text("import bd_fake_extra.sub\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(_lazy, "KERAS_EXTRAS", ("bd_fake_extra",))
+    monkeypatch.setitem(_lazy._lean, "on", True)
+    yield _lazy._import
+    for name in FAKE_MODULES:
+        sys.modules.pop(name, None)
+
+
+def test_a_lean_import_hides_the_extras_only_while_it_runs(fake_extras):
+    tolerant = fake_extras("bd_tolerant")
+    assert tolerant.bd_fake_extra is None and "bd_fake_extra" not in sys.modules
+    import bd_fake_extra  # afterwards it imports as usual
+
+    assert bd_fake_extra.VALUE == 1
+
+
+def test_a_module_that_needs_an_extra_gets_the_whole_import(fake_extras):
+    needy = fake_extras("bd_needy")
+    assert needy.bd_fake_extra.VALUE == 1 and "bd_fake_extra.sub" in sys.modules
