@@ -399,7 +399,7 @@ def test_the_command_line_imports_keras_without_its_extras(mode, first_line):
     assert run.stdout.splitlines() == [first_line, "(1, 1) True"]
 
 
-def test_main_imports_lean_and_a_library_caller_does_not(monkeypatch):
+def test_main_turns_the_lean_import_on(monkeypatch):
     from batchdigits import _lazy, cli
 
     monkeypatch.setitem(_lazy._lean, "on", False)
