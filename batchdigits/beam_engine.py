@@ -16,12 +16,14 @@ Nothing here is imported unless ``--engine beam`` is asked for.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import heapq
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -137,19 +139,27 @@ def _let_beam_read_memory(base) -> None:
         base.resource = resource
 
 
+_copies: dict[str, str] = {}
+_copies_lock = threading.Lock()
+
+
 def _local_copy(model: str | None) -> str | None:
-    """A model on a Beam filesystem (``gs://...``) copied to a local temporary file once
-    per worker process; local paths and the shipped model (None) as they are."""
+    """A model on a Beam filesystem (``gs://...``) copied once per worker process into a
+    private temporary folder (mode 0700, removed when the process ends); local paths and
+    the shipped model (None) as they are."""
     if model is None or "://" not in model:
         return model
     from apache_beam.io.filesystems import FileSystems
 
-    target = os.path.join(tempfile.gettempdir(), f"batchdigits-{abs(hash(model))}.keras")
-    if not os.path.exists(target):
-        with FileSystems.open(model) as src, open(target + ".part", "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(target + ".part", target)
-    return target
+    with _copies_lock:
+        if model not in _copies:
+            folder = tempfile.mkdtemp(prefix="batchdigits-model-")
+            atexit.register(shutil.rmtree, folder, True)
+            target = os.path.join(folder, "model.keras")
+            with FileSystems.open(model) as src, open(target, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+            _copies[model] = target
+        return _copies[model]
 
 
 def _decode(element, max_pixels: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -195,17 +196,18 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> Path:
     """Save the model for inference as ``.keras`` (batch norm folded, no optimizer state)
     and its card beside it; return the card's path."""
     p = check_model_output(path)
-    partial = p.with_name(f".{p.stem}.{os.getpid()}.partial.keras")  # Keras wants .keras
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fold_batch_norm(_without_optimizer(model)).save(partial)
-        with atomic_text(card_path(p)) as f:
-            f.write(json.dumps(card, indent=2, sort_keys=False) + "\n")
-        os.replace(partial, p)  # a model file is whole or absent, never half written
+        # Saved first into a private folder beside it (no name another user can plant a
+        # link at), then renamed: a model file is whole or absent, never half written.
+        with tempfile.TemporaryDirectory(prefix=f".{p.stem}.", dir=p.parent) as private:
+            partial = Path(private) / "model.keras"  # Keras wants .keras
+            fold_batch_norm(_without_optimizer(model)).save(partial)
+            with atomic_text(card_path(p)) as f:
+                f.write(json.dumps(card, indent=2, sort_keys=False) + "\n")
+            os.replace(partial, p)
     except OSError as exc:
         raise write_error(p, exc) from exc
-    finally:
-        partial.unlink(missing_ok=True)
     return card_path(p)
 
 

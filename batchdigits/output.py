@@ -11,7 +11,6 @@ import contextlib
 import csv
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,14 +164,27 @@ class CsvRow:
         return self._cells
 
 
-def _publish_mode(output: Path) -> int:
-    """The mode the published file should have: the old output's, else 0666 less umask."""
-    try:
-        return output.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def create_temp(target: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``target`` (``.NAME.XXXX.tmp``), open for writing.
+
+    Created with ``O_EXCL | O_NOFOLLOW`` and mode 0666, so the kernel applies the umask
+    (no umask toggling, which would race with other threads); when ``target`` exists, the
+    file takes its mode, so a replaced output keeps its permissions."""
+    import secrets
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = target.parent / f"{temp_prefix(target)}{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise write_error(target, exc) from exc
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, target.stat().st_mode & 0o777)
+        return fd, tmp
+    raise OutputError(f"cannot create a temporary file beside {target}")
 
 
 class AtomicCsvWriter:
@@ -183,14 +195,8 @@ class AtomicCsvWriter:
     ) -> None:
         self.output = Path(output)
         self.with_probabilities = probabilities
-        folder = self.output.parent
         check_output_path(self.output)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=".tmp", dir=folder)
-        except OSError as exc:
-            raise write_error(self.output, exc) from exc
-        self.tmp_path = Path(tmp)
-        os.chmod(fd, _publish_mode(self.output))  # mkstemp makes 0600; keep the usual mode
+        fd, self.tmp_path = create_temp(self.output)
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file, lineterminator="\n")
         self.rows_written = 0
@@ -298,19 +304,15 @@ def _silence_stdout() -> None:
 @contextmanager
 def atomic_text(path: str | os.PathLike) -> Iterator[TextIO]:
     """A text file that appears at ``path`` only when the ``with`` block completes:
-    written to a temporary file beside it, fsynced, given the usual mode and renamed
+    written to a temporary file beside it (:func:`create_temp`), fsynced and renamed
     over ``path``; dropped if the block fails."""
     target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise write_error(target, exc) from exc
+    fd, tmp = create_temp(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _publish_mode(target))
         os.replace(tmp, target)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -142,13 +142,17 @@ def predict_folder(
     t0 = time.perf_counter()
     if options.needs_training:
         _train_first(options, reporter)
+    if not to_stdout:
+        check_output_path(output)
+    # The input and the model are checked before the lock: a run that fails at once
+    # leaves nothing behind.
+    engine = open_engine(input_dir, output, options)
     claim = (
         contextlib.nullcontext()
         if to_stdout
         else claim_output(output, options.force, options.wait_lock)
     )
     with claim:
-        engine = open_engine(input_dir, output, options)
         summary = PredictSummary(
             input_dir=os.fspath(input_dir),
             output=os.fspath(output),

@@ -44,6 +44,43 @@ def test_second_run_on_the_same_output_exits_75_naming_the_first(
     assert json.loads(summary.read_text())["exit_code"] == 75
 
 
+def test_a_planted_lock_link_is_refused_and_its_target_kept(digit_folder, tmp_path, tiny_model):
+    """A cron job writing into a folder others can write to: ``out.csv.lock`` planted as a
+    link to a file the job may write must not be truncated or written."""
+    root, _ = digit_folder
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone's data\n")
+    out = tmp_path / "out.csv"
+    (tmp_path / "out.csv.lock").symlink_to(victim)
+    result = predict(str(root), "-o", str(out), "--model", str(tiny_model))
+    assert result.exit_code == 73, result.output
+    assert "is a symbolic link" in result.stderr and "Traceback" not in result.output
+    assert victim.read_bytes() == b"someone's data\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", ["folder", "model"])
+def test_a_run_that_fails_its_checks_leaves_no_lock(digit_folder, tmp_path, tiny_model, bad):
+    root, _ = digit_folder
+    out = tmp_path / "out.csv"
+    model = tiny_model
+    if bad == "folder":
+        root = tmp_path / "missing"
+    else:
+        model = tmp_path / "absent.keras"
+    result = predict(str(root), "-o", str(out), "--model", str(model))
+    assert result.exit_code == 66, result.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
+
+
+def test_a_run_removes_its_lock(digit_folder, tmp_path, tiny_model):
+    root, _ = digit_folder
+    out = tmp_path / "out.csv"
+    result = predict(str(root), "-o", str(out), "--model", str(tiny_model))
+    assert result.exit_code == 3, result.output
+    assert out.is_file() and not (tmp_path / "out.csv.lock").exists()
+
+
 def test_wait_lock_waits_for_the_other_run(digit_folder, tmp_path, tiny_model):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
