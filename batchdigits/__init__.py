@@ -34,12 +34,12 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import load_mnist
-    from .evaluate import evaluate_folder
-    from .model import load_model, read_card
-    from .options import PredictOptions
-    from .predict import predict_folder
-    from .train import train
+    from batchdigits.evaluation.evaluate import evaluate_folder
+    from batchdigits.model.store import load_model, read_card
+    from batchdigits.options import PredictOptions
+    from batchdigits.run.driver import predict_folder
+    from batchdigits.training.data import load_mnist
+    from batchdigits.training.train import train
 
 
 def __getattr__(name: str) -> Any:

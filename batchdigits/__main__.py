@@ -1,5 +1,5 @@
 """``python -m batchdigits``."""
 
-from .cli import main
+from batchdigits.cli import main
 
 main()

@@ -118,6 +118,11 @@ def recorded_stop() -> KeyboardInterrupt | None:
     return _stops[0] if _stops else None
 
 
+def clear_stops() -> None:
+    """Forget recorded stops (the command that a signal stopped has ended)."""
+    _stops.clear()
+
+
 def check_stop() -> None:
     """Raise the recorded stop, if a signal asked for one. Long loops call it: a stop
     raised inside TensorFlow's machinery (e.g. while a dataset runs Python code) may end

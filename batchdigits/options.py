@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .decode import DEFAULT_MAX_PIXELS
-from .errors import UsageError
+from batchdigits.errors import UsageError
+from batchdigits.imaging.decode import DEFAULT_MAX_PIXELS
 
 DEFAULT_BATCH_SIZE = 256
 #: Used when a model's card does not give a review threshold (models from older versions).
 FALLBACK_REVIEW_THRESHOLD = 0.9
-ENGINES = ("local", "beam")
+#: The engines, by name: the module of each (``open_engine`` there). The one list.
+ENGINES = {"local": "batchdigits.run.local", "beam": "batchdigits.run.beam"}
 DEFAULT_MAX_CONTENT_LENGTH = 5 * 1024 * 1024
 
 
@@ -78,15 +79,23 @@ def _problems(o: PredictOptions):
         yield "--train-if-missing needs --model PATH"
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+#: Largest image (width x height) ``serve`` and ``review`` decode from a request: a phone
+#: photo fits, and a burst of uploads stays far below the memory of ``--max-pixels``' files.
+DEFAULT_UPLOAD_MAX_PIXELS = 16_000_000
+
+
 @dataclass(frozen=True)
 class ServeOptions:
-    """How ``serve`` listens; what it predicts with is a :class:`PredictOptions`."""
+    """How ``serve`` and ``review`` listen; what they predict with is a
+    :class:`PredictOptions`."""
 
     host: str = "127.0.0.1"
     port: int = 8000
-    server: str = "flask"  # or "waitress"
+    server: str = "waitress"  # or "flask" (Flask's development server)
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
     threads: int = 8  # waitress's worker threads
+    allow_hosts: tuple[str, ...] = ()  # Host names allowed besides loopback ("*": any)
 
     @property
     def url(self) -> str:
@@ -95,4 +104,15 @@ class ServeOptions:
     @property
     def exposed(self) -> bool:
         """Listening on an address other machines can reach."""
-        return self.host not in ("127.0.0.1", "localhost", "::1")
+        return self.host not in LOOPBACK_NAMES
+
+    @property
+    def allowed_hosts(self) -> frozenset[str] | None:
+        """The ``Host`` names a request may carry (``None``: any): loopback names, the
+        listening address unless it is a wildcard, and :attr:`allow_hosts`."""
+        if "*" in self.allow_hosts:
+            return None
+        names = {*LOOPBACK_NAMES, *(h.lower().strip("[]") for h in self.allow_hosts)}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host.lower().strip("[]"))
+        return frozenset(names)

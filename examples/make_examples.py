@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from batchdigits.data import load_mnist
+from batchdigits.training.data import load_mnist
 
 HERE = Path(__file__).resolve().parent / "digits"
 

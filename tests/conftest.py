@@ -41,7 +41,7 @@ def mnist_source() -> tuple[Path | None, str]:
     tried = "$BATCHDIGITS_MNIST (not set), ../shared/mnist, the Keras cache (empty)"
     if not network_answers():
         return None, f"no full MNIST: tried {tried} and the Keras download (no network)"
-    from batchdigits._lazy import keras
+    from batchdigits.runtime.lazy import keras
 
     try:
         keras().datasets.mnist.load_data()  # downloads into the Keras cache
@@ -62,7 +62,7 @@ def mnist_full_path() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_full(mnist_full_path):
-    from batchdigits.data import load_mnist
+    from batchdigits.training.data import load_mnist
 
     return load_mnist(mnist_full_path)
 
@@ -80,7 +80,7 @@ def mnist_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_path):
-    from batchdigits.data import load_mnist
+    from batchdigits.training.data import load_mnist
 
     return load_mnist(mnist_path)
 
@@ -89,7 +89,7 @@ def mnist(mnist_path):
 def tiny_model(tmp_path_factory, mnist_path) -> Path:
     """A small model trained for two epochs on the fixture's 1,000 training digits: about
     20 s, about 80% right on the fixture's test digits (chance: 10%)."""
-    from batchdigits.train import TrainConfig, train
+    from batchdigits.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("model") / "tiny.keras"
     train(out, mnist_path, TrainConfig(epochs=2, batch_size=16))

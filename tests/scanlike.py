@@ -1,11 +1,11 @@
 """Scan-like digit files made from MNIST test digits, for tests and measurements (the
-images themselves come from :mod:`batchdigits.probes`)."""
+images themselves come from :mod:`batchdigits.training.probes`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from batchdigits.probes import encode, scan_like
+from batchdigits.training.probes import encode, scan_like
 
 
 def write_scan_set(folder, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchdigits._lazy import tf
-from batchdigits.augment import augment_batch
+from batchdigits.runtime.lazy import tf
+from batchdigits.training.augment import augment_batch
 
 
 def _seed(a: int, b: int = 0):

@@ -19,7 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
-from batchdigits.model import read_card
+from batchdigits.model.store import read_card
 
 BAD_NAME = os.fsdecode(b"bad\xff\xfebytes.png")  # not valid UTF-8
 

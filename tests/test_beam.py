@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from batchdigits.cli import app
 from batchdigits.errors import ExitCode
 from batchdigits.options import BeamSettings, PredictOptions
-from batchdigits.predict import predict_folder
+from batchdigits.run.driver import predict_folder
 
 beam = pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 
-from batchdigits.beam_engine import beam_flags  # noqa: E402
+from batchdigits.run.beam_steps import beam_flags  # noqa: E402
 
 runner = CliRunner()
 
@@ -114,7 +114,7 @@ def test_beam_options():
 def test_inference_failures_become_error_rows(mixed_folder, tiny_model, tmp_path, monkeypatch):
     """A batch the model fails on goes to RunInference's failure output: its files get
     error rows, the others are predicted, the run completes."""
-    from batchdigits.inference import Inference
+    from batchdigits.model.inference import Inference
 
     real = Inference.predict_prepared
 
@@ -149,7 +149,7 @@ def test_local_engine_imports_nothing_of_beam(digit_folder, tiny_model, tmp_path
         f"sys.argv = ['batchdigits', 'predict', {str(digit_folder[0])!r}, '-o', "
         f"{str(tmp_path / 'o.csv')!r}, '--model', {str(tiny_model)!r}, '-q']\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "assert 'batchdigits.pipeline' in sys.modules\n"
+        "assert 'batchdigits.imaging.pipeline' in sys.modules\n"
         "print('beam imported:', 'apache_beam' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

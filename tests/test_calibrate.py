@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batchdigits.calibrate import (
+from batchdigits.model.calibrate import (
     coverage_and_accuracy,
     expected_calibration_error,
     fit_temperature,

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
-from batchdigits.model import card_path
+from batchdigits.model.store import card_path
 
 runner = CliRunner()
 
@@ -103,7 +103,7 @@ def test_info_of_the_shipped_model():
 
 
 def test_train_without_any_data_source_is_66(tmp_path, monkeypatch):
-    import batchdigits.data as data
+    import batchdigits.training.data as data
 
     monkeypatch.delenv("BATCHDIGITS_MNIST", raising=False)
     monkeypatch.setattr(data, "_keras_download", lambda: (_ for _ in ()).throw(OSError("offline")))
@@ -125,7 +125,7 @@ def test_train_with_corrupt_data_is_65(tmp_path):
 @pytest.mark.slow
 def test_predict_train_if_missing(mnist_path, digit_folder, tmp_path, monkeypatch):
     """One command trains (train's defaults, here shortened) and then predicts."""
-    import batchdigits.train as train_module
+    import batchdigits.training.train as train_module
 
     real = train_module.TrainConfig
     monkeypatch.setattr(
@@ -178,7 +178,7 @@ def test_train_command_limit_500_one_epoch(mnist_path, tmp_path, mnist):
     assert card["limit"] == 500 and card["epochs"] == 1 and card["seed"] == 5
     assert card["train_images"] + card["validation_images"] == 500
 
-    from batchdigits.model import load_model
+    from batchdigits.model.store import load_model
 
     x = mnist.x_test[:32, ..., None].astype("float32")
     a = load_model(out)(x, training=False).numpy()
@@ -198,7 +198,7 @@ def test_help_shows_bracketed_extras_and_defaults():
 
 STOPPED_WHILE_LOADING = """
 import os, signal, sys, time, types
-import batchdigits.model as m
+import batchdigits.model.store as m
 from batchdigits.cli import app
 
 def load_model(path, compile=False):  # as Keras does: the stop ends a C import as ImportError
@@ -233,7 +233,7 @@ def test_a_stop_that_surfaces_as_another_error_is_reported_as_the_stop(
 
 IMPORT_WITH_NOISE = """
 import os, signal, sys, time
-import batchdigits.model as m
+import batchdigits.model.store as m
 from batchdigits import _lazy
 from batchdigits.cli import app
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batchdigits._lazy import tf
-from batchdigits.decode import (
+from batchdigits.imaging.decode import (
     UnreadableImage,
     _header_pixels,
     _jpeg_needs_rotation,
     decode_tf,
     read_with_pillow,
 )
-from batchdigits.preprocess import normalize
+from batchdigits.imaging.preprocess import normalize
+from batchdigits.runtime.lazy import tf
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -136,7 +136,7 @@ def test_files_that_change_between_listing_and_reading(tmp_path, mnist, tiny_mod
     content; the run completes."""
     from batchdigits import local_engine
     from batchdigits.options import PredictOptions
-    from batchdigits.predict import predict_folder
+    from batchdigits.run.driver import predict_folder
 
     root = tmp_path / "in"
     for i in range(12):
@@ -173,7 +173,7 @@ def test_a_file_changed_after_its_stamp_is_predicted_again(
     that changes while the run reads it is predicted again by the next run."""
     from batchdigits import predict as driver
     from batchdigits.options import PredictOptions
-    from batchdigits.predict import predict_folder
+    from batchdigits.run.driver import predict_folder
 
     root = tmp_path / "in"
     for i in range(6):
@@ -302,7 +302,7 @@ def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model)
 
 def test_a_folder_unreadable_during_the_walk_is_counted_and_named(tmp_path, mnist, monkeypatch):
     from batchdigits import files
-    from batchdigits.files import find_images
+    from batchdigits.imaging.files import find_images
 
     root = tmp_path / "in"
     save_digit(root / "a.png", mnist.x_test[0])

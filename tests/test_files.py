@@ -7,7 +7,7 @@ import os
 import pytest
 
 from batchdigits.errors import InputNotFoundError
-from batchdigits.files import find_images
+from batchdigits.imaging.files import find_images
 
 
 def touch(root, *names):

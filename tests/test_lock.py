@@ -10,7 +10,7 @@ import time
 import pytest
 
 from batchdigits.errors import LockedError, OutputError
-from batchdigits.lock import lock_path, output_lock
+from batchdigits.run.lock import lock_path, output_lock
 
 
 def test_lock_names_its_holder_and_is_released(tmp_path):

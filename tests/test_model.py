@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchdigits.model import (
+from batchdigits.model.network import (
     architecture_of,
     build_model,
     fold_batch_norm,

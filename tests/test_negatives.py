@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchdigits.negatives import non_digits
+from batchdigits.training.negatives import non_digits
 
 
 def test_non_digits_are_deterministic_and_mnist_shaped(mnist):

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from batchdigits.errors import OutputError
-from batchdigits.output import COLUMNS, AtomicCsvWriter, Row
+from batchdigits.rows import COLUMNS, Row
+from batchdigits.run.writers import AtomicCsvWriter
 
 
 def test_rows_and_quoting(tmp_path):

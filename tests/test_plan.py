@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from batchdigits.output import CsvRow, Row
-from batchdigits.plan import make_plan, merge
+from batchdigits.rows import CsvRow, Row
+from batchdigits.run.plan import make_plan, merge
 
 
 def previous(*rows):
@@ -68,8 +68,9 @@ def test_planner_and_row_format_need_no_tensorflow():
 
     code = (
         "import sys\n"
-        "import batchdigits.plan, batchdigits.state, batchdigits.lock, batchdigits.options\n"
-        "import batchdigits.output\n"
+        "import batchdigits.run.plan, batchdigits.run.state, batchdigits.run.lock\n"
+        "import batchdigits.options\n"
+        "import batchdigits.rows\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

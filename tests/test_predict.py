@@ -9,11 +9,11 @@ from conftest import save_digit
 from PIL import Image
 
 from batchdigits.errors import ExitCode, InputNotFoundError, OutputError
-from batchdigits.model import load_model
+from batchdigits.imaging.preprocess import normalize
+from batchdigits.model.store import load_model
 from batchdigits.options import PredictOptions
-from batchdigits.output import COLUMNS
-from batchdigits.predict import predict_folder
-from batchdigits.preprocess import normalize
+from batchdigits.rows import COLUMNS
+from batchdigits.run.driver import predict_folder
 
 
 def read_csv(path) -> pd.DataFrame:
@@ -111,7 +111,7 @@ def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch
     previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
     out.write_text(previous)
 
-    from batchdigits.inference import Inference
+    from batchdigits.model.inference import Inference
 
     def boom(*args, **kwargs):
         yield []
@@ -165,7 +165,7 @@ def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path
 
 
 def test_review_threshold_defaults_to_the_model_card(digit_folder, tiny_model, tmp_path):
-    from batchdigits.model import read_card
+    from batchdigits.model.store import read_card
 
     summary = predict_folder(digit_folder[0], tmp_path / "o.csv", PredictOptions(model=tiny_model))
     assert summary.review_threshold == read_card(tiny_model)["review_threshold"]
@@ -211,7 +211,7 @@ def test_eager_small_runs_write_the_same_csv_as_compiled_ones(
     digits, scans larger than the 64 px cleaning size, colour and mixed sizes together."""
     from scanlike import write_scan_set
 
-    import batchdigits.inference as inference
+    import batchdigits.model.inference as inference
 
     root = tmp_path / "mixed"
     for i in range(20):

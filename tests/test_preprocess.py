@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from batchdigits.preprocess import BOX, CENTRE, normalize, to_gray
+from batchdigits.imaging.preprocess import BOX, CENTRE, normalize, to_gray
 
 
 def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
@@ -172,7 +172,7 @@ def test_polarity_with_vignetting_and_a_thin_small_digit():
 def test_batch_with_padding_equals_one_by_one(mnist):
     """normalize_batch on a zero-padded batch of different sizes gives exactly what each
     image gives alone: padding never leaks into an image's result."""
-    from batchdigits.preprocess import normalize_batch, pad_batch, prepare
+    from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
 
     images = [
         mnist.x_test[0],
@@ -313,8 +313,8 @@ def test_large_images_are_cleaned_at_64_px_and_small_ones_untouched(mnist):
     """After the polarity decision, an image longer than CLEAN_SIZE is box-filtered to
     that side (aspect kept, mean level kept); a small image in the same batch passes
     through bit for bit."""
-    from batchdigits._lazy import tf
-    from batchdigits.preprocess import CLEAN_SIZE, _shrunk
+    from batchdigits.imaging.resample import CLEAN_SIZE, shrunk
+    from batchdigits.runtime.lazy import tf
 
     t = tf()
     rng = np.random.default_rng(0)
@@ -322,7 +322,7 @@ def test_large_images_are_cleaned_at_64_px_and_small_ones_untouched(mnist):
     small = mnist.x_test[0].astype(np.float32)
     batch = np.zeros((2, 150, 75), np.float32)
     batch[0], batch[1, :28, :28] = big, small
-    out, h, w = _shrunk(t.constant(batch), t.constant([150, 28]), t.constant([75, 28]))
+    out, h, w = shrunk(t.constant(batch), t.constant([150, 28]), t.constant([75, 28]))
     out = out.numpy()
     assert out.shape == (2, CLEAN_SIZE, CLEAN_SIZE)
     assert (int(h[0]), int(w[0])) == (CLEAN_SIZE, 32)
@@ -335,9 +335,9 @@ def test_large_images_are_cleaned_at_64_px_and_small_ones_untouched(mnist):
 def test_eager_and_compiled_normalisation_agree_bit_for_bit(mnist):
     """Small runs normalise eagerly, large ones through the compiled function: the same
     bits, for a padded batch of mixed sizes and polarities."""
-    from batchdigits._lazy import tf
-    from batchdigits.inference import _normalize
-    from batchdigits.preprocess import normalize_batch, pad_batch, prepare
+    from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
+    from batchdigits.model.inference import _normalize
+    from batchdigits.runtime.lazy import tf
 
     t = tf()
     images = [mnist.x_test[i] for i in range(6)]

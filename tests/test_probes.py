@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchdigits.probes import hard_set, non_digit_set, scan_like_set
+from batchdigits.training.probes import hard_set, non_digit_set, scan_like_set
 
 
 def test_probe_sets_are_deterministic(mnist):
@@ -20,10 +20,10 @@ def test_probe_sets_are_deterministic(mnist):
 
 
 def test_inference_of_images_matches_one_by_one(mnist, tiny_model):
-    from batchdigits.inference import Inference
-    from batchdigits.model import load_model
+    from batchdigits.imaging.preprocess import normalize
+    from batchdigits.model.inference import Inference
+    from batchdigits.model.store import load_model
     from batchdigits.options import PredictOptions
-    from batchdigits.preprocess import normalize
 
     model = load_model(tiny_model)
     # Digits only: on pure noise, float rounding that differs between a padded batch and

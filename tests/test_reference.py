@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from batchdigits.model import load_model
+from batchdigits.imaging.preprocess import normalize
+from batchdigits.model.store import load_model
 from batchdigits.options import PredictOptions
-from batchdigits.predict import predict_folder
-from batchdigits.preprocess import normalize
+from batchdigits.run.driver import predict_folder
 
 
 def test_predict_matches_a_plain_reference(tmp_path, mnist, tiny_model):
-    from batchdigits.probes import scan_like
+    from batchdigits.training.probes import scan_like
 
     root = tmp_path / "mixed"
     (root / "sub").mkdir(parents=True)

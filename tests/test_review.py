@@ -18,8 +18,8 @@ pytest.importorskip("flask", reason="the web extra is not installed")
 
 from batchdigits.errors import InputNotFoundError, LabelError  # noqa: E402
 from batchdigits.options import PredictOptions  # noqa: E402
-from batchdigits.predict import predict_folder  # noqa: E402
-from batchdigits.review import ReviewSession, labels_path_for  # noqa: E402
+from batchdigits.run.driver import predict_folder  # noqa: E402
+from batchdigits.web.review_session import ReviewSession, labels_path_for  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -70,8 +70,8 @@ def test_only_rows_inside_the_images_folder_are_served(predictions, tmp_path):
 
 
 def test_routes_answer_bad_requests_with_4xx(predictions, tiny_model):
-    from batchdigits.review_web import create_review_app
-    from batchdigits.web import Predictor
+    from batchdigits.web.predictor import Predictor
+    from batchdigits.web.review_app import create_review_app
 
     out, images = predictions
     session = ReviewSession.open(out, images)

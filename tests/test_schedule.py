@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
-from batchdigits.lock import output_lock
+from batchdigits.run.lock import output_lock
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -404,7 +404,7 @@ def test_job_scripts_pass_shellcheck():  # shellcheck comes with the test extra
 
 
 def test_unexpected_errors_exit_1_without_a_traceback(digit_folder, tmp_path, monkeypatch):
-    import batchdigits.predict as predict_module
+    import batchdigits.run.driver as predict_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire [sector 7]")
@@ -426,7 +426,7 @@ def test_incremental_streams_and_survives_a_sidecar_that_disagrees(
     """The previous rows are read as a stream beside the listing; where the sidecar and
     the CSV disagree the stream stops and the rest is predicted again: the CSV still
     equals a full run's."""
-    from batchdigits.state import load_previous, state_path
+    from batchdigits.run.state import load_previous, state_path
 
     root, _ = digit_folder
     out, full, s = tmp_path / "inc.csv", tmp_path / "full.csv", tmp_path / "s.json"

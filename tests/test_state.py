@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from batchdigits.output import AtomicCsvWriter, Row
-from batchdigits.state import load_previous, row_settings, state_path, write_state
+from batchdigits.rows import Row
+from batchdigits.run.state import load_previous, row_settings, state_path, write_state
+from batchdigits.run.writers import AtomicCsvWriter
 
 SETTINGS = row_settings("sha256:abc", 0.95, False)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from batchdigits.predict import predict_folder
 from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
+
+from batchdigits.run.driver import predict_folder
 
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 from stress import DEV, dev_truth, score, write_stress_folder  # noqa: E402

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from batchdigits.errors import OutputError
-from batchdigits.model import card_path, load_model, read_card, save_model
-from batchdigits.train import TrainConfig, split_train_validation, train, train_model
+from batchdigits.model.store import card_path, load_model, read_card, save_model
+from batchdigits.training.train import TrainConfig, split_train_validation, train, train_model
 
 
 def test_split_is_disjoint_seeded_and_holds_out_a_twelfth():
@@ -56,7 +56,7 @@ def test_trained_model_and_card_survive_save_and_load(tmp_path, mnist):
     with zipfile.ZipFile(out) as z, z.open("model.weights.h5") as f:
         assert "optimizer" not in h5py.File(f, "r")  # weights only: small, quick to load
 
-    from batchdigits.model import temperature_of
+    from batchdigits.model.network import temperature_of
 
     for key in (
         "temperature",
@@ -88,9 +88,9 @@ def test_train_rejects_bad_output_before_training(tmp_path):
 
 
 def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targets(mnist):
-    from batchdigits.negatives import NOT_A_DIGIT
-    from batchdigits.preprocess import normalize_batch, pad_batch, prepare
-    from batchdigits.train import image_dataset
+    from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
+    from batchdigits.training.negatives import NOT_A_DIGIT
+    from batchdigits.training.train import image_dataset
 
     x = mnist.x_test[:6]
     y = np.array([*mnist.y_test[:5], NOT_A_DIGIT])
@@ -104,7 +104,7 @@ def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targe
 
 
 def test_training_data_order_and_augmentation_follow_the_seed(mnist):
-    from batchdigits.train import image_dataset
+    from batchdigits.training.train import image_dataset
 
     x, y = mnist.x_train[:64], mnist.y_train[:64]
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from batchdigits.cli import app
 from batchdigits.errors import ExitCode
-from batchdigits.model import read_card
+from batchdigits.model.store import read_card
 
 runner = CliRunner()
 

@@ -27,8 +27,9 @@ pytest.importorskip("flask", reason="the web extra is not installed")
 from batchdigits.cli import app as cli_app  # noqa: E402
 from batchdigits.errors import ExitCode  # noqa: E402
 from batchdigits.options import PredictOptions  # noqa: E402
-from batchdigits.predict import predict_folder  # noqa: E402
-from batchdigits.web import Predictor, create_app  # noqa: E402
+from batchdigits.run.driver import predict_folder  # noqa: E402
+from batchdigits.web.draw import create_app  # noqa: E402
+from batchdigits.web.predictor import Predictor
 
 CHROMIUM = "/usr/bin/chromium"
 

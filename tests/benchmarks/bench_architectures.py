@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from batchdigits._lazy import keras, tf
-from batchdigits.inference import compute_images_per_second
-from batchdigits.model import build_model
+from batchdigits.model.inference import compute_images_per_second
+from batchdigits.model.network import build_model
+from batchdigits.runtime.lazy import keras, tf
 
 CANDIDATES = {
     "seed: [32,32] [64,64], dense 128": dict(blocks=[[32, 32], [64, 64]], dense=128),

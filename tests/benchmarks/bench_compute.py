@@ -4,7 +4,7 @@ network (a script, not a test).
     python tests/benchmarks/bench_compute.py [--model PATH] [--batch 4096] [--repeats 7]
 
 Prints images/s, the median of the repeats. Saved models have their batch normalisation
-folded into the convolutions (``batchdigits.model.fold_batch_norm``).
+folded into the convolutions (``batchdigits.model.network.fold_batch_norm``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from batchdigits.inference import compute_images_per_second
-from batchdigits.model import load_model
+from batchdigits.model.inference import compute_images_per_second
+from batchdigits.model.store import load_model
 
 
 def main() -> None:

@@ -50,18 +50,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from batchdigits._lazy import keras, tf
-from batchdigits.data import load_mnist
-from batchdigits.inference import compute_images_per_second
-from batchdigits.model import build_model, load_model
-from batchdigits.predict import predict_folder
+from batchdigits.model.inference import compute_images_per_second
+from batchdigits.model.network import build_model
+from batchdigits.model.store import load_model
+from batchdigits.run.driver import predict_folder
+from batchdigits.runtime.lazy import keras, tf
+from batchdigits.training.data import load_mnist
 
 SEED_ARCHITECTURE = {"blocks": [[32, 32], [64, 64]], "dense": 128, "dropout": 0.5}
 EXE = str(Path(sys.executable).with_name("batchdigits"))
 
 
 def make_folder(folder: Path, n: int, kind: str, mnist) -> None:
-    from batchdigits.probes import scan_like
+    from batchdigits.training.probes import scan_like
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -26,13 +26,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scanlike import write_scan_set  # noqa: E402
 
-from batchdigits._lazy import tf  # noqa: E402
-from batchdigits.data import load_mnist  # noqa: E402
-from batchdigits.decode import decode_tf  # noqa: E402
-from batchdigits.model import load_model  # noqa: E402
+from batchdigits.imaging.decode import decode_tf  # noqa: E402
+from batchdigits.imaging.pipeline import image_batches  # noqa: E402
+from batchdigits.model.store import load_model  # noqa: E402
 from batchdigits.options import PredictOptions  # noqa: E402
-from batchdigits.pipeline import image_batches  # noqa: E402
-from batchdigits.predict import predict_folder  # noqa: E402
+from batchdigits.run.driver import predict_folder  # noqa: E402
+from batchdigits.runtime.lazy import tf  # noqa: E402
+from batchdigits.training.data import load_mnist  # noqa: E402
 
 
 def plain_resize(path: Path) -> np.ndarray:

@@ -41,7 +41,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "data" / "mnist-test-2000.npz"
 
 def build_folder(root: Path) -> dict[str, int]:
     """The mixed folder; returns the labels of the files that have one."""
-    from batchdigits.probes import encode, scan_like
+    from batchdigits.training.probes import encode, scan_like
 
     data = np.load(FIXTURE)
     x, y = data["x_test"], data["y_test"]

@@ -25,11 +25,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
 from PIL import Image
 
-from batchdigits.data import load_mnist
-from batchdigits.evaluate import csv_labels
-from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
+from batchdigits.evaluation.labels import csv_labels
+from batchdigits.training.data import load_mnist
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = REPO.parent / "shared" / "dev-digits"

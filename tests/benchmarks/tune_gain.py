@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from batchdigits.evaluate import csv_labels, evaluate_folder
-from batchdigits.model import read_card
+from batchdigits.evaluation.evaluate import evaluate_folder
+from batchdigits.evaluation.labels import csv_labels
+from batchdigits.model.store import read_card
 from batchdigits.options import PredictOptions
 
 

@@ -1,0 +1,95 @@
+"""``batchdigits evaluate``: measure a model on labelled images, print the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from batchdigits.cli.app import app, err
+from batchdigits.cli.exits import run
+from batchdigits.cli.params import (
+    BatchSizeOption,
+    MaxPixelsOption,
+    ModelOption,
+    ReviewThresholdOption,
+)
+from batchdigits.errors import ExitCode
+from batchdigits.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, PredictOptions
+
+
+@app.command()
+def evaluate(
+    input_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of labelled images: sub-folders 0 ... 9, or any layout with --labels.",
+            show_default=False,
+        ),
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns path,label (paths relative to INPUT_DIR)."),
+    ] = None,
+    model: ModelOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Also write the per-file CSV, with a label column."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write metrics.json, confusion_matrix.png, reliability_diagram.png and "
+            "misclassified.png into this folder."
+        ),
+    ] = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    review_threshold: ReviewThresholdOption = None,
+) -> None:
+    """Measure a model on labelled images (accuracy, per-digit precision and recall, ECE,
+    review coverage)."""
+    from batchdigits.evaluation.evaluate import evaluate_folder, write_report
+
+    options = PredictOptions(
+        model=model, batch_size=batch_size, max_pixels=max_pixels, review_threshold=review_threshold
+    )
+    result = run(lambda: evaluate_folder(input_dir, labels, options, output))
+    _print_metrics(result.metrics)
+    if report is not None:
+        written = run(lambda: write_report(result, report))
+        err.print(f"report: {', '.join(str(p) for p in written)}")
+    raise typer.Exit(int(ExitCode.PARTIAL if result.metrics["errors"] else ExitCode.OK))
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    out = Console(soft_wrap=True)
+    summary = Table(title="Evaluation")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("images", str(metrics["images"]))
+    summary.add_row("accuracy (unreadable = wrong)", f"{metrics['accuracy']:.4%}")
+    summary.add_row("files without a prediction", str(metrics["errors"]))
+    if metrics["ece"] is not None:
+        summary.add_row(f"ECE ({metrics['ece_bins']} bins)", f"{metrics['ece']:.4%}")
+    summary.add_row("review threshold", f"{metrics['review_threshold']:.4f}")
+    summary.add_row("coverage (not flagged)", f"{metrics['review_coverage']:.2%}")
+    summary.add_row("accuracy of rows not flagged", f"{metrics['review_accuracy']:.4%}")
+    out.print(summary)
+    trade = Table(title="Review threshold: coverage / accuracy trade-off")
+    for name in ("threshold", "rows not flagged", "their accuracy"):
+        trade.add_column(name, justify="right")
+    for row in metrics["review_tradeoff"]:
+        trade.add_row(f"{row['threshold']:.4f}", f"{row['coverage']:.2%}", f"{row['accuracy']:.4%}")
+    out.print(trade)
+    digits = Table(title="Per digit")
+    for name in ("digit", "precision", "recall", "support"):
+        digits.add_column(name, justify="right")
+    for d, m in metrics["per_digit"].items():
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        digits.add_row(d, fmt(m["precision"]), fmt(m["recall"]), str(m["support"]))
+    out.print(digits)

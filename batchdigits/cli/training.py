@@ -1,0 +1,141 @@
+"""The model's commands: ``train`` (a new model from MNIST), ``tune`` (fine-tune on your
+labelled images) and ``info`` (the model card)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchdigits.cli.app import app, err, reporter
+from batchdigits.cli.exits import run
+from batchdigits.cli.params import DataOption, MaxPixelsOption, ModelOption, SkipChecksumOption
+from batchdigits.errors import ExitCode
+from batchdigits.options import DEFAULT_MAX_PIXELS, PredictOptions
+
+
+@app.command()
+def train(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the model (.keras).")
+    ] = Path("model.keras"),
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 28,
+    batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed (data split, order, weights).")] = 1,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=12, help="Train on the first N training images only (quick trials)."),
+    ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Vary the training digits each epoch: rotation, scale, shear, pen, blur, noise.",
+        ),
+    ] = True,
+    non_digit_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Generated non-digits to add per training digit, with a uniform target "
+            "(outlier exposure; 0: none).",
+        ),
+    ] = 0.0,
+    skip_checksum: SkipChecksumOption = False,
+) -> None:
+    """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
+    from batchdigits.training.train import TrainConfig
+    from batchdigits.training.train import train as train_model
+
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        limit=limit,
+        augment=augment,
+        non_digit_share=non_digit_share,
+    )
+    card = run(
+        lambda: train_model(output, data, config, verify=not skip_checksum, reporter=reporter())
+    )
+    err.print(
+        f"saved {output}: test accuracy {card['test_accuracy']:.4f} on "
+        f"{card['test_images']} MNIST test images, validation accuracy "
+        f"{card['validation_accuracy']:.4f}, {card['train_seconds']:.0f} s"
+    )
+
+
+@app.command()
+def tune(
+    labelled: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of your labelled images: sub-folders 0 ... 9, or any layout with "
+            "--labels (x = not a digit).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the tuned model (.keras).")
+    ] = Path("tuned.keras"),
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns path,label, e.g. the one review writes."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="The model to start from. Default: the shipped one.")
+    ] = None,
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seeds the held-out split, order and changes.")] = 1,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Fine-tune a model on your own labelled images and save it with its card."""
+    from batchdigits.training.tune import TuneOptions
+    from batchdigits.training.tune import tune as tune_model
+
+    options = TuneOptions(
+        predict=PredictOptions(model=model, max_pixels=max_pixels),
+        labels=labels,
+        data=data,
+        epochs=epochs,
+        seed=seed,
+    )
+    result = run(lambda: tune_model(labelled, output, options, reporter()))
+    _print_tuned(output, result)
+    raise typer.Exit(int(ExitCode.PARTIAL if result.unreadable else ExitCode.OK))
+
+
+def _print_tuned(output: Path, result) -> None:
+    for path, why in result.unreadable:
+        err.print(f"skipped {path}: {why}")
+    card = result.card
+    mnist = card["mnist_test_accuracy"]
+    err.print(
+        f"saved {output}: held-out accuracy {card['held_out_accuracy_before']:.2%} before, "
+        f"{card['held_out_accuracy_after']:.2%} after, on {card['held_out_images']} of your "
+        f"{card['labelled_images']} labelled images"
+        + (f"; MNIST test accuracy {mnist:.2%}" if mnist is not None else "")
+        + f"; {card['tune_seconds']:.0f} s"
+    )
+    if card["held_out_accuracy_after"] <= card["held_out_accuracy_before"]:
+        err.print(
+            "warning: tuning did not improve the held-out accuracy: the base model may read "
+            "these images as well; compare both with evaluate before switching"
+        )
+
+
+@app.command()
+def info(
+    model: ModelOption = None,
+) -> None:
+    """Print the model card (JSON) of a model."""
+    from batchdigits.model.store import read_card
+
+    card = run(lambda: read_card(model))
+    sys.stdout.write(json.dumps(card, indent=2) + "\n")

@@ -1,0 +1,255 @@
+"""One model, opened once, turning images into rows: :class:`Inference`.
+
+Every front end predicts through it: the local engine (a listing, streamed by
+:mod:`batchdigits.imaging.pipeline`), the Beam engine's workers and the web server (prepared
+images, one file's bytes), ``evaluate``, the probes and the report. So every one of them
+reads a file the same way (TensorFlow's decoder, Pillow where it refuses), normalises it
+in the same compiled batch function, and calls the model with the same batch shape: a
+file's row is bit-identical whichever way it came.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from batchdigits.errors import check_stop
+from batchdigits.imaging.decode import (
+    UnreadableImage,
+    decode_tf,
+    read_bytes_with_pillow,
+    read_with_pillow,
+)
+from batchdigits.imaging.files import Listing
+from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
+from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
+from batchdigits.rows import Row, make_row
+from batchdigits.runtime.lazy import tf
+
+from .store import ModelRef
+
+#: A listing of at most this many files is normalised and predicted eagerly: tracing the
+#: compiled normalisation costs about as much as eagerly running 8-10 batches of 256
+#: (measured: 1.6 s once vs 0.1-0.15 s more per batch).
+EAGER_IMAGES = 2048
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A loaded model with what its rows need (see :meth:`open`)."""
+
+    options: PredictOptions  # review_threshold resolved: never None here
+    infer: Any  # compiled images -> probabilities
+    fingerprint: str
+    name: str  # the model as rows and summaries name it
+    network: Any  # the Keras model itself, called eagerly in small runs
+
+    @classmethod
+    def open(cls, options: PredictOptions, ref: ModelRef | None = None) -> Inference:
+        """Load the model (``ref``, else ``options.model`` resolved) once: a missing or bad
+        model fails here, with its code."""
+        ref = ref or ModelRef(options.model)
+        threshold = ref.threshold(options.review_threshold)
+        return cls.of(
+            ref.load(),
+            replace(options, review_threshold=threshold),
+            fingerprint=ref.fingerprint,
+            name=ref.name,
+        )
+
+    @classmethod
+    def of(
+        cls,
+        keras_model,
+        options: PredictOptions | None = None,
+        fingerprint: str = "",
+        name: str = "",
+    ) -> Inference:
+        """A model already in memory (training measures its own on the probes)."""
+        options = options or PredictOptions()
+        if options.review_threshold is None:
+            options = replace(options, review_threshold=FALLBACK_REVIEW_THRESHOLD)
+        return cls(
+            options, make_infer(keras_model), fingerprint, name or "(in memory)", keras_model
+        )
+
+    @property
+    def threshold(self) -> float:
+        return self.options.review_threshold
+
+    def infer_batch(self, gray, sizes, compiled: bool = True):
+        """A padded batch of gray working images ``(B, H, W)``, ``B <= batch_size``, with
+        their ``sizes (B, 2)`` -> numpy ``(inputs (B, 28, 28, 1), probabilities (B, 10),
+        has_digit (B,))``. The model always gets the full ``batch_size`` shape (zero rows
+        added): its kernels, and so the last bits of the probabilities, can differ with
+        the batch shape, and a file's row must not depend on how many share its batch.
+
+        ``compiled=False`` runs the same code eagerly, op by op: slower per batch, but
+        without the ~1.5 s of tracing the normalisation's graph costs once per process,
+        so a run of a few batches finishes sooner. Both give the same bits."""
+        t = tf()
+        normalize = _normalize() if compiled else normalize_batch
+        inputs, has_digit = normalize(t.convert_to_tensor(gray), t.convert_to_tensor(sizes))
+        n = int(inputs.shape[0])
+        padded = t.pad(inputs, [[0, max(self.options.batch_size - n, 0)], [0, 0], [0, 0], [0, 0]])
+        model = self.infer if compiled else functools.partial(self.network, training=False)
+        return inputs.numpy(), model(padded).numpy()[:n], has_digit.numpy()
+
+    def predict_prepared(self, grays: Sequence[np.ndarray]):
+        """Gray working images (:func:`prepare_bytes`) -> numpy ``(inputs (N, 28, 28, 1),
+        probabilities (N, 10), has_digit (N,))``, ``batch_size`` images per model call."""
+        size = self.options.batch_size
+        parts = [
+            self.infer_batch(*pad_batch(grays[start : start + size]))
+            for start in range(0, len(grays), size)
+        ]
+        if not parts:
+            return np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32), []
+        return tuple(np.concatenate(part) for part in zip(*parts, strict=True))
+
+    def rows_of_prepared(self, paths: Sequence[str], grays: Sequence[np.ndarray]) -> list[Row]:
+        """One row per prepared image, named by ``paths``."""
+        inputs, probabilities, has_digit = self.predict_prepared(grays)
+        return [
+            make_row(path, p, bool(found), self.threshold, x)
+            for path, p, found, x in zip(paths, probabilities, has_digit, inputs, strict=True)
+        ]
+
+    def predict_images(self, images: Sequence[np.ndarray]):
+        """Decoded images (``uint8``, gray or with channels, any size) -> numpy
+        ``(probabilities (N, 10), has_digit (N,))``."""
+        _, probabilities, has_digit = self.predict_prepared([prepare_pixels(i) for i in images])
+        return probabilities, np.asarray(has_digit, bool)
+
+    def rows(self, listing: Listing, keep_inputs: bool = False) -> Iterator[list[Row]]:
+        """Rows for every file of ``listing``, in its order, a batch at a time, streamed
+        through the tf.data pipeline; a file it cannot decode is read alone by Pillow.
+        ``keep_inputs``: each row keeps the 28x28 image the model saw (``model_input``)."""
+        from batchdigits.imaging.pipeline import image_batches
+
+        full = listing.full_paths()
+        done = 0  # rows yielded so far; the pipeline's indices skip the files it dropped
+        batches = image_batches(full, self.options.batch_size, self.options.max_pixels)
+        compiled = len(full) > EAGER_IMAGES
+        for indices, gray, sizes in batches:
+            inputs, probabilities, has_digit = self.infer_batch(gray, sizes, compiled)
+            rows: list[Row] = []
+            for k, index in enumerate(indices.numpy().tolist()):
+                rows.extend(self._read_alone(listing, full, done, index, keep_inputs))
+                x = inputs[k] if keep_inputs else None
+                rows.append(
+                    make_row(
+                        listing.paths[index],
+                        probabilities[k],
+                        bool(has_digit[k]),
+                        self.threshold,
+                        x,
+                    )
+                )
+                done = index + 1
+            yield rows
+        if done < len(full):
+            yield self._read_alone(listing, full, done, len(full), keep_inputs)
+
+    def _read_alone(self, listing, full, first: int, stop: int, keep_inputs: bool) -> list[Row]:
+        """Rows for the files the pipeline dropped: Pillow's reading, or an error row."""
+        rows = []
+        for j in range(first, stop):
+            check_stop()
+            try:
+                gray = prepare_pixels(read_with_pillow(full[j], self.options.max_pixels))
+            except UnreadableImage as exc:
+                rows.append(Row(path=listing.paths[j], error=str(exc)))
+                continue
+            row = self.rows_of_prepared([listing.paths[j]], [gray])[0]
+            rows.append(row if keep_inputs else replace(row, model_input=None))
+        return rows
+
+
+def make_infer(model):
+    """A compiled ``images -> probabilities`` function for batches of any size."""
+    t = tf()
+    spec = t.TensorSpec([None, SIZE, SIZE, 1], t.float32)
+
+    @t.function(input_signature=[spec], reduce_retracing=True)
+    def infer(images):
+        return model(images, training=False)
+
+    return infer
+
+
+def compute_images_per_second(model, batch_size: int = 4096, repeats: int = 7) -> float:
+    """The model's compute alone: a batch of random 28x28 inputs, in memory, through
+    :func:`make_infer`; images/s of the median of ``repeats`` timed runs."""
+    import statistics
+    import time
+
+    infer = make_infer(model)
+    batch = (np.random.default_rng(0).random((batch_size, SIZE, SIZE, 1)) * 255).astype("float32")
+    infer(batch)  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        infer(batch).numpy()
+        times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
+
+
+# --------------------------------------------------------------------------- one file at a time
+# The pipeline's decode and per-image step, for front ends that get files one by one (the
+# Beam engine, the web page): a file's bytes -> its gray working image.
+
+
+@functools.lru_cache(maxsize=4)
+def _decode_prepare(max_pixels: int):
+    t = tf()
+
+    @t.function(input_signature=[t.TensorSpec([], t.string)], autograph=False)
+    def run(contents):
+        return prepare(decode_tf(contents, max_pixels))
+
+    return run
+
+
+@functools.lru_cache(maxsize=1)
+def _prepare_pixels():
+    t = tf()
+
+    @t.function(input_signature=[t.TensorSpec([None, None, None], t.uint8)], autograph=False)
+    def run(pixels):
+        return prepare(pixels)
+
+    return run
+
+
+@functools.lru_cache(maxsize=1)
+def _normalize():
+    t = tf()
+    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
+    return t.function(normalize_batch, input_signature=specs, autograph=False)
+
+
+def prepare_bytes(data: bytes, max_pixels: int) -> np.ndarray:
+    """One file's contents -> its gray working image ``float32 (h, w)`` (``prepare``),
+    decoded by the pipeline's TensorFlow decoder or, where that refuses, by Pillow, as in
+    the local engine. Raises :class:`~batchdigits.imaging.decode.UnreadableImage` with the CSV's
+    error text."""
+    t = tf()
+    try:
+        return _decode_prepare(max_pixels)(t.constant(data)).numpy()
+    # Refused or failed by the fast path: Pillow decides. (Some TensorFlow errors quote the
+    # file's bytes, and then building the error message fails to decode them as UTF-8.)
+    except (t.errors.OpError, UnicodeDecodeError):
+        return prepare_pixels(read_bytes_with_pillow(data, max_pixels))
+
+
+def prepare_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Decoded pixels ``uint8 (H, W)`` or ``(H, W, C)`` -> the gray working image."""
+    t = tf()
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return _prepare_pixels()(t.constant(pixels)).numpy()
