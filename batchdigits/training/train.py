@@ -82,7 +82,8 @@ def image_dataset(
     :data:`~batchdigits.training.negatives.NOT_A_DIGIT_CLASS` gets the uniform target.
     With ``shuffle_seed``, the order is reshuffled every epoch, reproducibly; with
     ``augment_data`` too, every epoch sees freshly (and reproducibly) varied digits,
-    augmented a whole batch at a time. (``prepare``, the per-file step of ``predict``, leaves one-channel images this small unchanged, so it is skipped.)
+    augmented a whole batch at a time. (``prepare``, the per-file step of ``predict``,
+    leaves one-channel images this small unchanged, so it is skipped.)
     """
     t = tf()
     ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
