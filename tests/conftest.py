@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+# The benchmarks' generators (stress variants) are imported by the tests that bound them.
+sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
 #: The first 2,000 MNIST test digits and their labels (see tests/data/README.md).
 FIXTURE = REPO / "tests" / "data" / "mnist-test-2000.npz"
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from batchdigits.model.calibrate import (
+    choose_review_threshold,
     coverage_and_accuracy,
     expected_calibration_error,
     fit_temperature,
     nll,
-    review_threshold,
     softmax,
     tradeoff,
 )
@@ -54,13 +54,13 @@ def test_review_threshold_keeps_the_most_rows_at_the_target_accuracy():
     conf = np.array([0.99, 0.98, 0.97, 0.96, 0.95, 0.90, 0.80])
     correct = np.array([1, 1, 1, 0, 1, 1, 0])
     # Keeping the top 3 is 100% right; any more includes the wrong 0.96.
-    assert review_threshold(conf, correct, 1.0) == 0.97
-    assert review_threshold(conf, correct, 0.8) == 0.90  # 5 of 6 = 83%
+    assert choose_review_threshold(conf, correct, 1.0) == 0.97
+    assert choose_review_threshold(conf, correct, 0.8) == 0.90  # 5 of 6 = 83%
     coverage, accuracy = coverage_and_accuracy(conf, correct, 0.97)
     assert coverage == pytest.approx(3 / 7) and accuracy == 1.0
     # Ties are kept or flagged together.
     tied = np.array([0.9, 0.9, 0.9])
-    assert review_threshold(tied, np.array([1, 0, 1]), 1.0) > 0.9
+    assert choose_review_threshold(tied, np.array([1, 0, 1]), 1.0) > 0.9
 
 
 def test_tradeoff_coverage_falls_and_accuracy_rises_with_the_threshold():

@@ -234,13 +234,13 @@ def test_a_stop_that_surfaces_as_another_error_is_reported_as_the_stop(
 IMPORT_WITH_NOISE = """
 import os, signal, sys, time
 import batchdigits.model.store as m
-from batchdigits import _lazy
 from batchdigits.cli import app
+from batchdigits.runtime.native_stderr import captured_during_import
 
 HOW = sys.argv[1]
 
 def keras():  # an import that writes natively to fd 2, then is stopped or fails
-    with _lazy._native_stderr_captured():
+    with captured_during_import():
         os.write(2, b"native import noise\\n")
         if HOW == "stop":
             os.kill(os.getpid(), signal.SIGTERM)
@@ -327,7 +327,7 @@ def ending(monkeypatch):
     import atexit
     import types
 
-    from batchdigits import cli
+    from batchdigits.cli import process as cli
 
     calls = []
     tf_module = sys.modules.get("tensorflow") or types.ModuleType("tensorflow")
@@ -375,7 +375,7 @@ def test_end_process_waits_for_threads_still_running(ending):
 
 KERAS_EXTRAS_SEEN = """
 import sys
-from batchdigits import _lazy
+from batchdigits.runtime import lazy as _lazy
 if sys.argv[1] == "lean":
     _lazy.import_lean()
 _lazy.keras()
@@ -400,7 +400,8 @@ def test_the_command_line_imports_keras_without_its_extras(mode, first_line):
 
 
 def test_main_turns_the_lean_import_on(monkeypatch):
-    from batchdigits import _lazy, cli
+    from batchdigits.cli import process as cli
+    from batchdigits.runtime import lazy as _lazy
 
     monkeypatch.setitem(_lazy._lean, "on", False)
     seen = []
@@ -417,7 +418,7 @@ FAKE_MODULES = ("bd_fake_extra", "bd_fake_extra.sub", "bd_tolerant", "bd_needy")
 def fake_extras(tmp_path, monkeypatch):
     """A fake optional package and two modules that import it: one only if it can, one
     always; the lean import set to hide the fake package."""
-    from batchdigits import _lazy
+    from batchdigits.runtime import lazy as _lazy
 
     (tmp_path / "bd_fake_extra").mkdir()
     (tmp_path / "bd_fake_extra" / "__init__.py").write_text("VALUE = 1\n")

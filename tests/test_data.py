@@ -8,8 +8,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from batchdigits import data
 from batchdigits.errors import DataFormatError, DataNotFoundError
+from batchdigits.training import data
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:

@@ -134,8 +134,8 @@ def test_files_that_change_between_listing_and_reading(tmp_path, mnist, tiny_mod
     """A hook runs right after the listing: one file deleted, one truncated (as if still
     being written), one replaced by another digit. Each gets a precise error or its new
     content; the run completes."""
-    from batchdigits import local_engine
     from batchdigits.options import PredictOptions
+    from batchdigits.run import local as local_engine
     from batchdigits.run.driver import predict_folder
 
     root = tmp_path / "in"
@@ -171,8 +171,8 @@ def test_a_file_changed_after_its_stamp_is_predicted_again(
 ):
     """--incremental: the sidecar keeps the stamp seen before the file was read, so a file
     that changes while the run reads it is predicted again by the next run."""
-    from batchdigits import predict as driver
     from batchdigits.options import PredictOptions
+    from batchdigits.run import driver
     from batchdigits.run.driver import predict_folder
 
     root = tmp_path / "in"
@@ -301,7 +301,7 @@ def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model)
 
 
 def test_a_folder_unreadable_during_the_walk_is_counted_and_named(tmp_path, mnist, monkeypatch):
-    from batchdigits import files
+    from batchdigits.imaging import files
     from batchdigits.imaging.files import find_images
 
     root = tmp_path / "in"

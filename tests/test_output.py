@@ -9,7 +9,7 @@ import pytest
 
 from batchdigits.errors import OutputError
 from batchdigits.rows import COLUMNS, Row
-from batchdigits.run.writers import AtomicCsvWriter
+from batchdigits.writers import AtomicCsvWriter
 
 
 def test_rows_and_quoting(tmp_path):

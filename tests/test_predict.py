@@ -177,7 +177,7 @@ def test_paths_enter_the_pipeline_a_chunk_at_a_time(tmp_path, mnist, monkeypatch
 
     from PIL import Image
 
-    from batchdigits import pipeline
+    from batchdigits.imaging import pipeline
 
     for i in range(400):
         Image.fromarray(mnist.x_test[i]).save(tmp_path / f"{i:03d}.png")

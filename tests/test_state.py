@@ -8,7 +8,7 @@ import os
 
 from batchdigits.rows import Row
 from batchdigits.run.state import load_previous, row_settings, state_path, write_state
-from batchdigits.run.writers import AtomicCsvWriter
+from batchdigits.writers import AtomicCsvWriter
 
 SETTINGS = row_settings("sha256:abc", 0.95, False)
 

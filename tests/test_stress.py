@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
+from variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
 
 from batchdigits.run.driver import predict_folder
 

@@ -26,7 +26,7 @@ pytest.importorskip("flask", reason="the web extra is not installed")
 
 from batchdigits.cli import app as cli_app  # noqa: E402
 from batchdigits.errors import ExitCode  # noqa: E402
-from batchdigits.options import PredictOptions  # noqa: E402
+from batchdigits.options import PredictOptions, ServeOptions  # noqa: E402
 from batchdigits.run.driver import predict_folder  # noqa: E402
 from batchdigits.web.draw import create_app  # noqa: E402
 from batchdigits.web.predictor import Predictor
@@ -99,7 +99,7 @@ def test_json_equals_predict_row(client, mnist, tmp_path):
 
 
 def test_bad_requests_get_json_errors(predictor, mnist):
-    small = create_app(predictor=predictor, max_content_length=10_000).test_client()
+    small = create_app(predictor, ServeOptions(max_content_length=10_000)).test_client()
     cases = [
         (dict(data=b"", content_type="image/png"), 400, "empty"),
         (dict(data=b"just text", content_type="image/png"), 422, "not an image"),

@@ -28,7 +28,7 @@ from batchdigits.model.calibrate import (
 from batchdigits.model.inference import Inference
 from batchdigits.options import PredictOptions
 from batchdigits.rows import Row
-from batchdigits.run.writers import AtomicCsvWriter
+from batchdigits.writers import AtomicCsvWriter
 
 
 @dataclass
@@ -123,7 +123,7 @@ def write_report(result: Evaluation, folder: str | os.PathLike) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(out, exc) from exc
-    from batchdigits import plots
+    from batchdigits.evaluation import plots
 
     written = [out / "metrics.json"]
     write_json_atomic(written[0], result.metrics)

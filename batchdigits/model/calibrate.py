@@ -55,7 +55,7 @@ def expected_calibration_error(
     return float(ece)
 
 
-def review_threshold(
+def choose_review_threshold(
     confidences: np.ndarray, correct: np.ndarray, target_accuracy: float = 0.9995
 ) -> float:
     """The lowest confidence threshold at which the rows kept (confidence >= threshold)

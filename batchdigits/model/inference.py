@@ -26,11 +26,10 @@ from batchdigits.imaging.decode import (
 )
 from batchdigits.imaging.files import Listing
 from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
+from batchdigits.model.store import ModelRef
 from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import Row, make_row
 from batchdigits.runtime.lazy import tf
-
-from .store import ModelRef
 
 #: A listing of at most this many files is normalised and predicted eagerly: tracing the
 #: compiled normalisation costs about as much as eagerly running 8-10 batches of 256

@@ -27,7 +27,7 @@ from batchdigits.run.engines import CHUNK, Engine, chunks, open_engine
 from batchdigits.run.lock import output_lock
 from batchdigits.run.plan import make_plan, merge
 from batchdigits.run.state import file_stamp, load_previous, row_settings, write_state
-from batchdigits.run.writers import (
+from batchdigits.writers import (
     STDOUT,
     AtomicCsvWriter,
     StreamCsvWriter,

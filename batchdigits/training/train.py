@@ -13,11 +13,11 @@ import numpy as np
 
 from batchdigits.imaging.preprocess import normalize_batch
 from batchdigits.model.calibrate import (
+    choose_review_threshold,
     coverage_and_accuracy,
     expected_calibration_error,
     fit_temperature,
     nll,
-    review_threshold,
     softmax,
     tradeoff,
 )
@@ -183,7 +183,7 @@ def calibrate(model, val_ds, val_labels, test_ds, test_labels) -> tuple[Any, dic
     temperature = fit_temperature(val_logits, val_labels)
     val_probs = softmax(val_logits, temperature)
     val_correct = val_probs.argmax(1) == val_labels
-    threshold = review_threshold(val_probs.max(1), val_correct, REVIEW_TARGET)
+    threshold = choose_review_threshold(val_probs.max(1), val_correct, REVIEW_TARGET)
     before, after = softmax(test_logits), softmax(test_logits, temperature)
     correct = after.argmax(1) == test_labels
     coverage, kept_accuracy = coverage_and_accuracy(after.max(1), correct, threshold)

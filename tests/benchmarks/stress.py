@@ -2,7 +2,7 @@
 
     python tests/benchmarks/stress.py [--images 1000] [--model M.keras] [--data MNIST_DIR]
 
-Generates every variant of :mod:`batchdigits.variants` (tight crops, 1-bit, tiny, edge
+Generates every variant of ``variants.py`` (beside this script) (tight crops, 1-bit, tiny, edge
 bands, salt-and-pepper, fog, outlines, crossing lines, photo backgrounds; half of each
 dark ink on light paper, half light on dark) from the last ``--images`` MNIST *test*
 digits, writes them as PNG files, runs ``batchdigits predict`` on the folder as a user
@@ -25,10 +25,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from batchdigits.variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
 from PIL import Image
+from variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
 
-from batchdigits.evaluation.labels import csv_labels
+from batchdigits.evaluation.labels import digit_labels, read_labels
 from batchdigits.training.data import load_mnist
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ def score(output: Path, truth: dict[str, int], group=lambda path: path.split("/"
 
 
 def dev_truth(folder: Path = DEV) -> dict[str, int]:
-    return csv_labels(folder / "semeion.labels.csv")
+    return digit_labels(read_labels(folder / "semeion.labels.csv"))
 
 
 def table(figures: dict[str, dict]) -> str:

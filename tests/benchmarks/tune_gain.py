@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from batchdigits.evaluation.evaluate import evaluate_folder
-from batchdigits.evaluation.labels import csv_labels
+from batchdigits.evaluation.labels import digit_labels, read_labels
 from batchdigits.model.store import read_card
 from batchdigits.options import PredictOptions
 
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--per-digit", type=int, nargs="+", default=[30, 100])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    labels = csv_labels(args.labels)
+    labels = digit_labels(read_labels(args.labels))
     exe = str(Path(sys.executable).with_name("batchdigits"))
     print("| labels | rest | error before | error after | reduction | MNIST after | tune s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
