@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run `batchdigits predict` the way a scheduler should: incremental, one run at a time,
 # silent when all is well (cron mails only failures), a JSON summary for monitoring and a
-# dated copy of each summary.
+# summary of each run (summaries/summary-TIME-PID.json; latest.json is the newest).
 #
 #   run-predict.sh [INPUT_DIR OUTPUT_CSV] [more batchdigits predict options]
 #
@@ -60,15 +60,24 @@ fi
 
 summaries=${BATCHDIGITS_SUMMARIES:-$(dirname "$BATCHDIGITS_OUTPUT")/summaries}
 mkdir -p "$summaries"
-latest=$summaries/latest.json
+# Each run's summary has a name of its own (UTC time, then this shell's PID, then a
+# counter if that is taken), so two runs in the same second never overwrite each other;
+# latest.json is a copy of the newest, replaced atomically.
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+summary=$summaries/summary-$stamp-$$.json
+n=1
+while [ -e "$summary" ]; do
+    summary=$summaries/summary-$stamp-$$-$n.json
+    n=$((n + 1))
+done
 
 status=0
 # BATCHDIGITS_OPTIONS is split into words on purpose.
 # shellcheck disable=SC2086
 batchdigits predict "$BATCHDIGITS_INPUT" --output "$BATCHDIGITS_OUTPUT" \
     --incremental --quiet --wait-lock "${BATCHDIGITS_WAIT:-0}" \
-    --summary-json "$latest" ${BATCHDIGITS_OPTIONS:-} "$@" || status=$?
-if [ -f "$latest" ]; then
-    cp "$latest" "$summaries/summary-$(date -u +%Y%m%dT%H%M%SZ).json"
+    --summary-json "$summary" ${BATCHDIGITS_OPTIONS:-} "$@" || status=$?
+if [ -f "$summary" ]; then
+    cp "$summary" "$summaries/.latest-$$.tmp" && mv -f "$summaries/.latest-$$.tmp" "$summaries/latest.json"
 fi
 exit "$status"

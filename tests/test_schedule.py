@@ -333,7 +333,6 @@ def test_wrapper_runs_under_crons_environment(tmp_path, tiny_model, mnist):
         f"BATCHDIGITS_VENV={venv}\nBATCHDIGITS_INPUT={root}\nBATCHDIGITS_OUTPUT={out}\n"
         f"BATCHDIGITS_OPTIONS=--model {tiny_model}\n"
     )
-    time.sleep(1.1)  # a new second: a second dated summary
     env = _cron_env(HOME=str(blocked / "home"), BATCHDIGITS_CONFIG=str(config))
     done = subprocess.run([*env, "/bin/sh", wrapper], **run)
     assert done.returncode == 0, done.stderr
@@ -474,3 +473,43 @@ def test_nothing_new_imports_no_tensorflow_and_touches_nothing(digit_folder, tmp
     assert after == before
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["reused"] == summary["found"] == 16 and summary["predicted_this_run"] == 0
+
+
+def _fake_venv(tmp_path: Path) -> Path:
+    """A virtual environment whose ``batchdigits`` only writes its --summary-json, and
+    whose ``date`` always says the same second (so runs share a second for sure)."""
+    venv = tmp_path / "fake-venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f'PATH="{venv}/bin:$PATH"\n')
+    fake = venv / "bin" / "batchdigits"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'while [ "$#" -gt 0 ]; do\n'
+        '  if [ "$1" = --summary-json ]; then echo "{\\"run\\": $$}" > "$2"; fi\n'
+        "  shift\n"
+        "done\n"
+    )
+    date = venv / "bin" / "date"
+    date.write_text("#!/bin/sh\necho 20261203T080000Z\n")
+    for script in (fake, date):
+        script.chmod(0o755)
+    return venv
+
+
+def test_wrapper_keeps_every_runs_summary_in_the_same_second(tmp_path):
+    venv = _fake_venv(tmp_path)
+    out = tmp_path / "results" / "p.csv"
+    out.parent.mkdir()
+    wrapper = str(REPO / "jobs" / "run-predict.sh")
+    env = _cron_env(BATCHDIGITS_VENV=str(venv))
+    for _ in range(3):
+        done = subprocess.run(
+            [*env, "/bin/sh", wrapper, str(tmp_path), str(out)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    summaries = sorted((out.parent / "summaries").glob("summary-*.json"))
+    runs = [json.loads(p.read_text())["run"] for p in summaries]
+    assert len(summaries) == 3 and len(set(runs)) == 3
+    assert all(p.name.startswith("summary-20261203T080000Z-") for p in summaries)
+    latest = json.loads((out.parent / "summaries" / "latest.json").read_text())
+    assert latest["run"] in runs
