@@ -65,7 +65,12 @@ def test_only_rows_inside_the_images_folder_are_served(predictions, tmp_path):
     assert session.image_file("sub/d01.png") == (images / "sub" / "d01.png").resolve()
     assert session.image_file("../secret.txt") is None
     assert session.image_file(str(tmp_path / "secret.txt")) is None
-    os.symlink(tmp_path / "secret.txt", images / "link.png")  # not a row: never served
+    # A row whose file is a link out of the images folder: a row, and still not served.
+    os.symlink(tmp_path / "secret.txt", images / "link.png")
+    with open(out, "a", encoding="utf-8") as f:
+        f.write("link.png,1,0.500000,true,\n")
+    session = ReviewSession.open(out, images)
+    assert session.row("link.png") is not None
     assert session.image_file("link.png") is None
 
 
@@ -155,3 +160,28 @@ def _label_three(playwright, url: str, tmp_path: Path) -> dict[str, str]:
         browser.close()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
     return labelled
+
+
+def test_a_rebinding_host_cannot_label_or_read(predictions, tiny_model):
+    """DNS rebinding: a page elsewhere whose name resolves to 127.0.0.1 sends its own
+    name as Host. It gets 400, and no label is saved."""
+    from batchdigits.options import ServeOptions
+    from batchdigits.web.predictor import Predictor
+    from batchdigits.web.review_app import create_review_app
+
+    out, images = predictions
+    session = ReviewSession.open(out, images)
+    predictor = Predictor(PredictOptions(model=tiny_model))
+    client = create_review_app(session, predictor).test_client()
+    evil = {"Host": "attacker.example:8000"}
+    label = client.post("/api/label", json={"path": "sub/d01.png", "label": "3"}, headers=evil)
+    image = client.get("/api/image?path=sub/d01.png", headers=evil)
+    assert (label.status_code, image.status_code) == (400, 400)
+    assert "Host is not allowed" in label.json["error"] and session.labels == {}
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000"):
+        assert client.get("/api/rows", headers={"Host": host}).status_code == 200
+    allowed = create_review_app(session, predictor, ServeOptions(allow_hosts=("digits.lan",)))
+    ok = allowed.test_client().post(
+        "/api/label", json={"path": "sub/d01.png", "label": "3"}, headers={"Host": "digits.lan"}
+    )
+    assert ok.status_code == 200 and session.labels == {"sub/d01.png": "3"}

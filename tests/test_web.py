@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zlib
@@ -150,6 +152,46 @@ def test_serve_without_flask_and_port_in_use(monkeypatch):
     result = runner.invoke(cli_app, ["serve"])
     assert result.exit_code == ExitCode.USAGE
     assert "pip install 'batchdigits[web]'" in result.stderr
+
+
+def test_a_host_not_allowed_gets_400_json(predictor):
+    evil = create_app(predictor).test_client().get("/healthz", headers={"Host": "rebound.example"})
+    assert evil.status_code == 400 and "Host is not allowed" in evil.json["error"]
+    named = create_app(predictor, ServeOptions(host="0.0.0.0", allow_hosts=("digits.lan",)))
+    client = named.test_client()
+    assert client.get("/healthz", headers={"Host": "digits.lan:8000"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "0.0.0.0"}).status_code == 400
+    anyone = create_app(predictor, ServeOptions(allow_hosts=("*",))).test_client()
+    assert anyone.get("/healthz", headers={"Host": "rebound.example"}).status_code == 200
+
+
+def test_waitress_errors_are_json_without_patching_waitress(predictor):
+    """A request waitress refuses itself (a malformed request line) is answered as JSON by
+    this server's channel class; waitress' own classes are left as they were."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+    from waitress.utilities import Error
+
+    from batchdigits.web.server import _waitress
+
+    before = (HTTPChannel.error_task_class, Error.to_response)
+    port = free_port()
+    server = _waitress(create_app(predictor), ServeOptions(port=port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        server.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert "error" in json.loads(body)
+    assert (HTTPChannel.error_task_class, Error.to_response) == before
+    assert HTTPChannel.error_task_class is ErrorTask
 
 
 # --------------------------------------------------------------------------- real server

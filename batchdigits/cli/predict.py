@@ -132,7 +132,7 @@ BeamOptionOption = Annotated[
     list[str] | None,
     typer.Option(
         "--beam-option",
-        help="A Beam pipeline option KEY=VALUE (repeatable), e.g. runner=DataflowRunner, "
+        help="A Beam pipeline option KEY=VALUE, e.g. runner=DataflowRunner, "
         "project=..., region=..., temp_location=gs://...",
         rich_help_panel=BEAM,
     ),

@@ -31,7 +31,7 @@ SHIPPED_NAME = "(shipped model)"
 
 def default_model_path() -> Path:
     """The model that ships inside the package."""
-    return Path(str(resources.files("batchdigits.model.store") / DEFAULT_MODEL_NAME))
+    return Path(str(resources.files("batchdigits.model") / DEFAULT_MODEL_NAME))
 
 
 def card_path(model_path: str | os.PathLike) -> Path:

@@ -1,0 +1,57 @@
+"""What several test files share: the installed console script, a free loopback port,
+a server process that is up, and peak memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+#: The installed ``batchdigits`` console script of this environment.
+EXE = shutil.which("batchdigits", path=str(Path(sys.executable).parent)) or str(
+    Path(sys.executable).with_name("batchdigits")
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(args: list[str], port: int, **popen) -> subprocess.Popen:
+    """Start a ``batchdigits serve``/``review`` process and wait (up to 60 s) until its
+    ``/healthz`` answers on ``port``."""
+    proc = subprocess.Popen(args, **popen)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the server on port {port} did not start (exit {proc.poll()})")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident memory (MiB) of a running process, from the kernel."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def run_peak_rss_mib(args: list[str]) -> float:
+    """Run a command to its end (it must succeed); its peak resident memory (MiB)."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024
