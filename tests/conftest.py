@@ -20,6 +20,14 @@ sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
 FIXTURE = REPO / "tests" / "data" / "mnist-test-2000.npz"
 
 
+@pytest.fixture(autouse=True)
+def _work_in_a_temporary_folder(tmp_path, monkeypatch):
+    """Every test runs in its own temporary folder: whatever a command writes by a
+    relative name (``predictions.csv``, ``X.csv.lock``) lands there, never in the
+    checkout or wherever pytest was started."""
+    monkeypatch.chdir(tmp_path)
+
+
 def keras_cache() -> Path:
     """Where ``keras.datasets.mnist.load_data()`` keeps its download."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")

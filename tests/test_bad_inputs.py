@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import EXE
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -208,7 +209,7 @@ def test_permission_denied(tmp_path, mnist):
     Image.fromarray(mnist.x_test[0]).save(root / "secret.png")
     os.chmod(root / "secret.png", 0)
     out = tmp_path / "o.csv"
-    exe = shutil.which("batchdigits", path=os.path.dirname(sys.executable))
+    exe = EXE
     command = [exe, "predict", str(root), "-o", str(out)]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
@@ -227,10 +228,8 @@ def test_hostile_corpus_leaves_stderr_clean(corpus, tmp_path):
     capture would not see): no libjpeg, absl or TensorFlow line, only batchdigits' own."""
     import re
     import subprocess
-    import sys
-    from pathlib import Path
 
-    exe = str(Path(sys.executable).with_name("batchdigits"))
+    exe = EXE
     result = subprocess.run(
         [exe, "predict", str(corpus), "-o", str(tmp_path / "p.csv")],
         capture_output=True,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from helpers import EXE
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
@@ -144,7 +144,7 @@ def test_predict_train_if_missing(mnist_path, digit_folder, tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_console_script_in_a_subprocess(digit_folder, tiny_model, tmp_path):
-    exe = shutil.which("batchdigits", path=os.path.dirname(sys.executable))
+    exe = EXE
     assert exe, "the batchdigits console script is not installed next to this Python"
     done = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "predict" in done.stdout

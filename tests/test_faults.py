@@ -9,16 +9,14 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import save_digit
+from helpers import EXE, run_peak_rss_mib  # noqa: E402
 
 from batchdigits.errors import ExitCode
-
-EXE = str(Path(sys.executable).with_name("batchdigits"))
 
 
 @pytest.fixture
@@ -269,14 +267,6 @@ def test_no_library_noise_on_stderr(tmp_path, mnist):
     ], result.stderr
 
 
-def peak_rss_mib(args: list[str]) -> float:
-    """Run a command; its peak resident memory (MiB), from the kernel's rusage."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return usage.ru_maxrss / 1024
-
-
 @pytest.mark.slow
 def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model):
     """The million-file run is a benchmark (tests/benchmarks/bench_predict.py --scaling);
@@ -292,7 +282,7 @@ def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model)
             folder.mkdir(parents=True, exist_ok=True)
             os.link(source / f"{k % 1000:04d}.png", folder / f"{k:05d}.png")
         out = tmp_path / f"p{n}.csv"
-        rss[n] = peak_rss_mib(
+        rss[n] = run_peak_rss_mib(
             [EXE, "predict", str(root), "-o", str(out), "--model", str(tiny_model)]
         )
         lines = out.read_text().splitlines()

@@ -7,12 +7,11 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import save_digit
-from webabuse import free_port, start_server
+from helpers import EXE, free_port, start_server
 
 pytest.importorskip("flask", reason="the web extra is not installed")
 
@@ -113,7 +112,7 @@ def test_browser_corrects_three_rows_with_the_keyboard(predictions, tiny_model, 
     playwright = pytest.importorskip("playwright.sync_api")
     out, images = predictions
     port = free_port()
-    exe = str(Path(sys.executable).with_name("batchdigits"))
+    exe = EXE
     args = [exe, "review", str(out), "--images", str(images), "--model", str(tiny_model)]
     server = start_server([*args, "--port", str(port), "--server", "waitress"], port)
     url = f"http://127.0.0.1:{port}/"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import EXE
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
@@ -21,7 +22,6 @@ from batchdigits.run.lock import output_lock
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
-EXE = shutil.which("batchdigits") or str(Path(sys.executable).with_name("batchdigits"))
 
 
 def predict(*args: str):

@@ -26,6 +26,8 @@ from typer.testing import CliRunner
 
 pytest.importorskip("flask", reason="the web extra is not installed")
 
+from helpers import EXE, free_port, start_server  # noqa: E402
+
 from batchdigits.cli import app as cli_app  # noqa: E402
 from batchdigits.errors import ExitCode  # noqa: E402
 from batchdigits.options import PredictOptions, ServeOptions  # noqa: E402
@@ -197,34 +199,17 @@ def test_waitress_errors_are_json_without_patching_waitress(predictor):
 # --------------------------------------------------------------------------- real server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """``batchdigits serve`` (waitress) as its own process on a free localhost port."""
     port = free_port()
-    exe = str(Path(sys.executable).with_name("batchdigits"))
-    proc = subprocess.Popen(
-        [exe, "serve", "--port", str(port), "--server", "waitress"],
+    proc = start_server(
+        [EXE, "serve", "--port", str(port)],
+        port,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.2)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -310,7 +295,8 @@ def test_browser_draws_digits(server, tmp_path, mnist):
 
 
 def test_load_500_requests_8_clients(server, mnist):
-    """Bounded: 500 requests, 8 concurrent clients, 127.0.0.1 only, 120 s at most."""
+    """500 requests from 8 concurrent clients (127.0.0.1 only, 120 s at most): all right,
+    at a throughput and latency that show requests sharing model calls."""
     bodies = [(png_bytes(mnist.x_test[i]), int(mnist.y_test[i])) for i in range(50)]
 
     def one(i: int) -> tuple[float, bool]:
@@ -337,4 +323,6 @@ def test_load_500_requests_8_clients(server, mnist):
         f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
     )
     assert all(ok for _, ok in results)  # every answer right (the 50 digits are read right)
-    assert seconds < 120
+    # Measured here: 125 requests/s, p95 0.1 s. A fifth of that means requests no longer
+    # share model calls or decode in parallel.
+    assert 500 / seconds >= 25 and p95 < 1.5

@@ -5,25 +5,16 @@ good request answered right afterwards (a bounded version of the benchmark)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("waitress", reason="the web extra is not installed")
 
-from webabuse import abuse, free_port, start_server  # noqa: E402
+from helpers import EXE, free_port, peak_rss_mib, start_server  # noqa: E402
+from webabuse import abuse  # noqa: E402
 
-EXE = str(Path(sys.executable).with_name("batchdigits"))
 LIMIT = 200_000
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 @pytest.mark.slow

@@ -10,36 +10,13 @@ import http.client
 import io
 import json
 import socket
-import subprocess
 import time
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from helpers import free_port, start_server  # noqa: F401 - used by the abuse tests
 from PIL import Image
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(args: list[str], port: int, **popen) -> subprocess.Popen:
-    """Start a ``batchdigits serve``/``review`` process and wait (up to 60 s) until its
-    ``/healthz`` answers on ``port``."""
-    proc = subprocess.Popen(args, **popen)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the server on port {port} did not start (exit {proc.poll()})")
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -50,6 +50,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import EXE  # noqa: E402
+
 from batchdigits.model.inference import compute_images_per_second
 from batchdigits.model.network import build_model
 from batchdigits.model.store import load_model
@@ -58,7 +61,6 @@ from batchdigits.runtime.lazy import keras, tf
 from batchdigits.training.data import load_mnist
 
 SEED_ARCHITECTURE = {"blocks": [[32, 32], [64, 64]], "dense": 128, "dropout": 0.5}
-EXE = str(Path(sys.executable).with_name("batchdigits"))
 
 
 def make_folder(folder: Path, n: int, kind: str, mnist) -> None:
@@ -235,37 +237,47 @@ def main() -> None:
                 sizes = [int(v) for v in args.scaling.split(",")]
                 scaling(Path(tmp), sizes, args.kind, mnist)
         return
+    side_by_side(args, mnist)
+
+
+def side_by_side(args, mnist) -> None:
+    """predict (whole process and in-process), the baselines and the limits, in one run."""
+    n = args.files
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_folder(folder, n, args.kind, mnist)
-        out = Path(tmp) / "out.csv"
-        results: dict[str, float] = {}
+        results, rss = measure_all(folder, Path(tmp), n, args)
+    print_results(results, rss, n, args)
 
-        runs = [run_subprocess(folder, out) for _ in range(args.repeats)]
-        results["predict, subprocess"] = n / statistics.median(r[0] for r in runs)
-        rss = statistics.median(r[1] for r in runs)
-        results["predict, in-process"] = n / median_time(
-            lambda: predict_folder(folder, out), args.repeats
-        )
-        if not args.skip_baselines:
-            seed = build_model(**SEED_ARCHITECTURE, batch_norm=False)
-            results["Keras idiom (seed architecture)"] = n / median_time(
-                lambda: keras_idiom(folder, Path(tmp) / "keras.csv", seed), args.repeats
-            )
-            sample = sorted(folder.iterdir())[: args.naive_files]
-            results["naive per-image loop (seed arch.)"] = len(sample) / median_time(
-                lambda: naive_loop(sample, Path(tmp) / "naive.csv", seed), 1
-            )
-        results["input limit (list+read+decode)"] = n / median_time(
-            lambda: input_limit(folder), args.repeats
-        )
-        results["compute limit (shipped model)"] = compute_images_per_second(load_model())
-        inp, comp = (
-            results["input limit (list+read+decode)"],
-            results["compute limit (shipped model)"],
-        )
-        results["combined limit"] = 1 / (1 / inp + 1 / comp)
 
+def measure_all(folder: Path, tmp: Path, n: int, args) -> tuple[dict[str, float], float]:
+    out = tmp / "out.csv"
+    results: dict[str, float] = {}
+    runs = [run_subprocess(folder, out) for _ in range(args.repeats)]
+    results["predict, subprocess"] = n / statistics.median(r[0] for r in runs)
+    rss = statistics.median(r[1] for r in runs)
+    results["predict, in-process"] = n / median_time(
+        lambda: predict_folder(folder, out), args.repeats
+    )
+    if not args.skip_baselines:
+        seed = build_model(**SEED_ARCHITECTURE, batch_norm=False)
+        results["Keras idiom (seed architecture)"] = n / median_time(
+            lambda: keras_idiom(folder, tmp / "keras.csv", seed), args.repeats
+        )
+        sample = sorted(folder.iterdir())[: args.naive_files]
+        results["naive per-image loop (seed arch.)"] = len(sample) / median_time(
+            lambda: naive_loop(sample, tmp / "naive.csv", seed), 1
+        )
+    results["input limit (list+read+decode)"] = n / median_time(
+        lambda: input_limit(folder), args.repeats
+    )
+    results["compute limit (shipped model)"] = compute_images_per_second(load_model())
+    inp, comp = results["input limit (list+read+decode)"], results["compute limit (shipped model)"]
+    results["combined limit"] = 1 / (1 / inp + 1 / comp)
+    return results, rss
+
+
+def print_results(results: dict[str, float], rss: float, n: int, args) -> None:
     print(f"{n} {args.kind} files, {os.cpu_count()} cores, median of {args.repeats}")
     for name, rate in results.items():
         print(f"  {name:38s} {rate:>10,.0f} images/s")

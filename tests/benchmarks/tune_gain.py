@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import EXE  # noqa: E402
+
 from batchdigits.evaluation.evaluate import evaluate_folder
 from batchdigits.evaluation.labels import digit_labels, read_labels
 from batchdigits.model.store import read_card
@@ -60,7 +63,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     labels = digit_labels(read_labels(args.labels))
-    exe = str(Path(sys.executable).with_name("batchdigits"))
+    exe = EXE
     print("| labels | rest | error before | error after | reduction | MNIST after | tune s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from webabuse import abuse, free_port, start_server  # noqa: E402
+from helpers import EXE, free_port, start_server  # noqa: E402
+from webabuse import abuse  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "mnist-test-2000.npz"
 
@@ -33,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     data = np.load(FIXTURE)
     port = free_port()
-    exe = str(Path(sys.executable).with_name("batchdigits"))
+    exe = EXE
     command = [exe, "serve", "--server", "waitress", "--port", str(port)]
     server = start_server(command + ["--max-content-length", str(args.limit)], port)
     try:
