@@ -16,8 +16,8 @@ The package, by concern:
 - ``web``: the drawing page, the review page and their server
 - ``cli``: the command line
 - ``runtime``: the lazy, quiet TensorFlow import
-- top level: ``errors``, ``options``, ``rows`` (the CSV's format), ``atomic`` (files
-  that appear whole), ``progress``
+- top level: ``errors``, ``options``, ``rows`` (the CSV's format), ``writers`` (the
+  CSV writers), ``atomic`` (files that appear whole), ``stops`` (signals), ``progress``
 
 TensorFlow is imported only when a function that needs it runs.
 """

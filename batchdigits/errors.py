@@ -103,34 +103,6 @@ class UsageError(BatchDigitsError):
     exit_code = ExitCode.USAGE
 
 
-_stops: list[KeyboardInterrupt] = []
-
-
-def stop(exc: KeyboardInterrupt) -> None:
-    """A signal asks the run to stop: record it (see :func:`check_stop`) and raise it."""
-    _stops.append(exc)
-    raise exc
-
-
-def recorded_stop() -> KeyboardInterrupt | None:
-    """The first stop a signal asked for, or None (the CLI reports it over any error the
-    stop caused inside a library call)."""
-    return _stops[0] if _stops else None
-
-
-def clear_stops() -> None:
-    """Forget recorded stops (the command that a signal stopped has ended)."""
-    _stops.clear()
-
-
-def check_stop() -> None:
-    """Raise the recorded stop, if a signal asked for one. Long loops call it: a stop
-    raised inside TensorFlow's machinery (e.g. while a dataset runs Python code) may end
-    up as a quietly finished iterator instead of reaching the caller."""
-    if (exc := recorded_stop()) is not None:
-        raise exc
-
-
 _ADVICE = {
     errno.ENOSPC: "the disk is full: free space on it, or write somewhere else",
     errno.EDQUOT: "the disk quota is used up: free space, or write somewhere else",

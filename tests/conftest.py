@@ -5,6 +5,7 @@ digit images."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -97,12 +98,25 @@ def mnist(mnist_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, mnist_path) -> Path:
-    """A small model trained for two epochs on the fixture's 1,000 training digits: about
-    20 s, about 80% right on the fixture's test digits (chance: 10%)."""
+def model_file(tmp_path_factory) -> Path:
+    """A model file of the tests' own, outside the package: a copy of the shipped model
+    and its card (``--model PATH`` as a user passes it; no training needed)."""
+    from batchdigits.model.store import card_path, default_model_path
+
+    folder = tmp_path_factory.mktemp("model")
+    out = folder / "model.keras"
+    shutil.copyfile(default_model_path(), out)
+    shutil.copyfile(card_path(default_model_path()), card_path(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, mnist_path) -> Path:
+    """A small model trained by ``train`` for two epochs on the fixture's 1,000 training
+    digits (about 40 s; the slow tiers): about 80% right on the fixture's test digits."""
     from batchdigits.training.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("model") / "tiny.keras"
+    out = tmp_path_factory.mktemp("trained") / "tiny.keras"
     train(out, mnist_path, TrainConfig(epochs=2, batch_size=16))
     return out
 

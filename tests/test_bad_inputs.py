@@ -180,6 +180,7 @@ def test_max_pixels_option(corpus, tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.slow
 def test_decompression_bomb_does_not_allocate(tmp_path):
     """A folder of bombs: the whole predict process stays far below the bombs' size."""
     root = tmp_path / "bombs"
@@ -223,6 +224,7 @@ def test_permission_denied(tmp_path, mnist):
     assert rows["ok.png"][1] == "7"
 
 
+@pytest.mark.slow
 def test_hostile_corpus_leaves_stderr_clean(corpus, tmp_path):
     """As a real process (native libraries write to fd 2 directly, which a test runner's
     capture would not see): no libjpeg, absl or TensorFlow line, only batchdigits' own."""

@@ -48,11 +48,11 @@ def mixed_folder(tmp_path, mnist):
     return root
 
 
-def test_beam_csv_equals_local_csv(mixed_folder, tiny_model, tmp_path):
+def test_beam_csv_equals_local_csv(mixed_folder, model_file, tmp_path):
     local = tmp_path / "local.csv"
     on_beam = tmp_path / "beam.csv"
-    predict_folder(mixed_folder, local, PredictOptions(model=tiny_model, probabilities=True))
-    options = PredictOptions(engine="beam", model=tiny_model, probabilities=True)
+    predict_folder(mixed_folder, local, PredictOptions(model=model_file, probabilities=True))
+    options = PredictOptions(engine="beam", model=model_file, probabilities=True)
     summary = predict_folder(mixed_folder, on_beam, options)
     metrics = summary.engine_counters
     # Same header, rows, order, predictions, confidences and probabilities (6 decimals),
@@ -73,11 +73,12 @@ def test_beam_csv_equals_local_csv(mixed_folder, tiny_model, tmp_path):
     assert sum(metrics[name] for name in workers) == 45  # every file decoded once
 
 
-def test_cli_engine_beam(mixed_folder, tiny_model, tmp_path, caplog):
+@pytest.mark.slow
+def test_cli_engine_beam(mixed_folder, model_file, tmp_path, caplog):
     out = tmp_path / "cli.csv"
     result = runner.invoke(
         app,
-        ["predict", str(mixed_folder), "-o", str(out), "--model", str(tiny_model)]
+        ["predict", str(mixed_folder), "-o", str(out), "--model", str(model_file)]
         + ["--engine", "beam", "--beam-max-batch", "16", "--no-recursive"],
     )
     assert result.exit_code == ExitCode.PARTIAL, result.output  # broken.png
@@ -111,7 +112,7 @@ def test_beam_options():
     assert result.exit_code == ExitCode.USAGE and "local engine only" in result.stderr
 
 
-def test_inference_failures_become_error_rows(mixed_folder, tiny_model, tmp_path, monkeypatch):
+def test_inference_failures_become_error_rows(mixed_folder, model_file, tmp_path, monkeypatch):
     """A batch the model fails on goes to RunInference's failure output: its files get
     error rows, the others are predicted, the run completes."""
     from batchdigits.model.inference import Inference
@@ -129,7 +130,7 @@ def test_inference_failures_become_error_rows(mixed_folder, tiny_model, tmp_path
         mixed_folder,
         out,
         PredictOptions(
-            engine="beam", model=tiny_model, beam=BeamSettings(min_batch=1, max_batch=4)
+            engine="beam", model=model_file, beam=BeamSettings(min_batch=1, max_batch=4)
         ),
     )
     rows = {line.split(",")[0]: line for line in out.read_text().splitlines()[1:]}
@@ -140,14 +141,15 @@ def test_inference_failures_become_error_rows(mixed_folder, tiny_model, tmp_path
     assert rows["000.png"].split(",")[1].isdigit() or "model failed" in rows["000.png"]
 
 
-def test_local_engine_imports_nothing_of_beam(digit_folder, tiny_model, tmp_path):
+@pytest.mark.slow
+def test_local_engine_imports_nothing_of_beam(digit_folder, model_file, tmp_path):
     import subprocess
 
     code = (
         "import sys\n"
         "from batchdigits.cli import app\n"
         f"sys.argv = ['batchdigits', 'predict', {str(digit_folder[0])!r}, '-o', "
-        f"{str(tmp_path / 'o.csv')!r}, '--model', {str(tiny_model)!r}, '-q']\n"
+        f"{str(tmp_path / 'o.csv')!r}, '--model', {str(model_file)!r}, '-q']\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
         "assert 'batchdigits.imaging.pipeline' in sys.modules\n"
         "print('beam imported:', 'apache_beam' in sys.modules)\n"
@@ -157,7 +159,8 @@ def test_local_engine_imports_nothing_of_beam(digit_folder, tiny_model, tmp_path
     assert (tmp_path / "o.csv").exists(), done.stderr[-2000:]
 
 
-def test_beam_equals_local_for_any_batch_size_and_any_file_name(mixed_folder, tiny_model, tmp_path):
+@pytest.mark.slow
+def test_beam_equals_local_for_any_batch_size_and_any_file_name(mixed_folder, model_file, tmp_path):
     """The model call has --batch-size's shape on both engines (not --beam-max-batch's),
     and a file name that is not valid UTF-8 travels through Beam as bytes."""
     import os
@@ -165,7 +168,7 @@ def test_beam_equals_local_for_any_batch_size_and_any_file_name(mixed_folder, ti
     name = os.path.join(os.fsencode(mixed_folder), b"odd\xffname.png")
     Image.fromarray(np.zeros((28, 28), np.uint8) + 255).save(os.fsdecode(name))
     for batch_size in (8, 100):
-        options = PredictOptions(model=tiny_model, batch_size=batch_size, probabilities=True)
+        options = PredictOptions(model=model_file, batch_size=batch_size, probabilities=True)
         local, on_beam = tmp_path / f"local{batch_size}.csv", tmp_path / f"beam{batch_size}.csv"
         predict_folder(mixed_folder, local, options)
         summary = predict_folder(mixed_folder, on_beam, replace(options, engine="beam"))

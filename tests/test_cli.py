@@ -30,10 +30,10 @@ def test_help_lists_commands_without_importing_tensorflow():
         assert command in done.stdout
 
 
-def test_predict_exit_codes_and_streams(digit_folder, tiny_model, tmp_path):
+def test_predict_exit_codes_and_streams(digit_folder, model_file, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "p.csv"
-    result = runner.invoke(app, ["predict", str(root), "-o", str(out), "--model", str(tiny_model)])
+    result = runner.invoke(app, ["predict", str(root), "-o", str(out), "--model", str(model_file)])
     assert result.exit_code == 3, result.output  # broken.png could not be read
     assert result.stdout == ""  # results only in the CSV
     assert f"{len(labels) + 1} image files" in result.stderr
@@ -41,7 +41,7 @@ def test_predict_exit_codes_and_streams(digit_folder, tiny_model, tmp_path):
     assert len(pd.read_csv(out)) == len(labels) + 1
 
     (root / "broken.png").unlink()
-    result = runner.invoke(app, ["predict", str(root), "-o", str(out), "--model", str(tiny_model)])
+    result = runner.invoke(app, ["predict", str(root), "-o", str(out), "--model", str(model_file)])
     assert result.exit_code == 0, result.output
 
 
@@ -54,10 +54,10 @@ def test_predict_missing_input_is_66(tmp_path):
     assert result.exit_code == 66 and "is not a folder" in result.stderr
 
 
-def test_predict_unwritable_output_is_73(digit_folder, tiny_model, tmp_path):
+def test_predict_unwritable_output_is_73(digit_folder, model_file, tmp_path):
     root, _ = digit_folder
     bad = tmp_path / "missing-dir" / "o.csv"
-    args = ["predict", str(root), "--model", str(tiny_model), "-o"]
+    args = ["predict", str(root), "--model", str(model_file), "-o"]
     result = runner.invoke(app, [*args, str(bad)])
     assert result.exit_code == 73 and "missing-dir" in result.stderr
     result = runner.invoke(app, [*args, str(tmp_path)])  # a folder
@@ -89,10 +89,10 @@ def test_usage_errors_are_2(tmp_path):
     assert result.exit_code == 2 and "--model" in result.stderr
 
 
-def test_info_prints_the_card(tiny_model):
-    result = runner.invoke(app, ["info", "--model", str(tiny_model)])
+def test_info_prints_the_card(model_file):
+    result = runner.invoke(app, ["info", "--model", str(model_file)])
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == json.loads(card_path(tiny_model).read_text())
+    assert json.loads(result.stdout) == json.loads(card_path(model_file).read_text())
 
 
 def test_info_of_the_shipped_model():
@@ -143,7 +143,7 @@ def test_predict_train_if_missing(mnist_path, digit_folder, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_console_script_in_a_subprocess(digit_folder, tiny_model, tmp_path):
+def test_console_script_in_a_subprocess(digit_folder, model_file, tmp_path):
     exe = EXE
     assert exe, "the batchdigits console script is not installed next to this Python"
     done = subprocess.run([exe, "--help"], capture_output=True, text=True)
@@ -152,7 +152,7 @@ def test_console_script_in_a_subprocess(digit_folder, tiny_model, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "sub.csv"
     done = subprocess.run(
-        [exe, "predict", str(root), "-o", str(out), "--model", str(tiny_model)],
+        [exe, "predict", str(root), "-o", str(out), "--model", str(model_file)],
         capture_output=True,
         text=True,
     )
@@ -215,13 +215,13 @@ app()
 
 
 def test_a_stop_that_surfaces_as_another_error_is_reported_as_the_stop(
-    digit_folder, tiny_model, tmp_path
+    digit_folder, model_file, tmp_path
 ):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
     previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
     out.write_text(previous)
-    args = ["predict", str(root), "-o", str(out), "--model", str(tiny_model)]
+    args = ["predict", str(root), "-o", str(out), "--model", str(model_file)]
     run = subprocess.run(
         [sys.executable, "-c", STOPPED_WHILE_LOADING, *args], capture_output=True, text=True
     )
@@ -255,10 +255,10 @@ app()
 
 @pytest.mark.parametrize("how, code, replayed", [("stop", 143, False), ("fail", 65, True)])
 def test_the_import_noise_is_replayed_when_it_fails_not_when_it_is_stopped(
-    digit_folder, tiny_model, tmp_path, how, code, replayed
+    digit_folder, model_file, tmp_path, how, code, replayed
 ):
     root, _ = digit_folder
-    args = ["predict", str(root), "-o", str(tmp_path / "out.csv"), "--model", str(tiny_model)]
+    args = ["predict", str(root), "-o", str(tmp_path / "out.csv"), "--model", str(model_file)]
     run = subprocess.run(
         [sys.executable, "-c", IMPORT_WITH_NOISE, how, *args], capture_output=True, text=True
     )
@@ -298,11 +298,12 @@ def _run_with_witnesses(tmp_path, *args):
     return run, witness.read_text().split()
 
 
-def test_a_run_that_loaded_tensorflow_ends_without_the_teardown(digit_folder, tiny_model, tmp_path):
+@pytest.mark.slow
+def test_a_run_that_loaded_tensorflow_ends_without_the_teardown(digit_folder, model_file, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
     run, seen = _run_with_witnesses(
-        tmp_path, "predict", str(root), "-o", str(out), "--model", str(tiny_model)
+        tmp_path, "predict", str(root), "-o", str(out), "--model", str(model_file)
     )
     assert run.returncode == 3, run.stderr  # the corrupt file's row: the code is kept
     assert len(pd.read_csv(out)) == len(labels) + 1 and not list(tmp_path.glob("*.tmp"))
@@ -391,6 +392,7 @@ print(pandas.DataFrame({"a": [1]}).shape, matplotlib.pyplot.figure() is not None
     ("mode", "first_line"),
     [("lean", "- no-dataframes"), ("library", "pandas matplotlib dataframes")],
 )
+@pytest.mark.slow
 def test_the_command_line_imports_keras_without_its_extras(mode, first_line):
     run = subprocess.run(
         [sys.executable, "-c", KERAS_EXTRAS_SEEN, mode], capture_output=True, text=True

@@ -78,33 +78,35 @@ def small_tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_disk_full_on_a_real_small_filesystem(folder, tmp_path, tiny_model):
+def test_disk_full_on_a_real_small_filesystem(folder, tmp_path, model_file):
     with small_tmpfs(tmp_path / "disk", "200k") as disk:
         out = disk / "p.csv"
-        kept = previous_run(folder, out, tiny_model)
+        kept = previous_run(folder, out, model_file)
         summary = tmp_path / "summary.json"
         result = run(
-            *("predict", str(folder), "-o", str(out), "--model", str(tiny_model)),
+            *("predict", str(folder), "-o", str(out), "--model", str(model_file)),
             *("--incremental", "--probabilities", "--summary-json", str(summary)),
         )
         check_kept(out, kept, result, summary)
         assert "No space left on device" in result.stderr and "free space" in result.stderr
         # The summary on the full disk itself: the dropped temporary file freed the space.
         result = run(
-            *("predict", str(folder), "-o", str(out), "--model", str(tiny_model)),
+            *("predict", str(folder), "-o", str(out), "--model", str(model_file)),
             *("--probabilities", "--summary-json", str(disk / "s.json")),
         )
         assert result.returncode == ExitCode.CANT_CREATE
         assert json.loads((disk / "s.json").read_text())["exit_code"] == 73
 
 
-def test_file_size_limit(folder, tmp_path, tiny_model):
+@pytest.mark.slow
+def test_file_size_limit(folder, tmp_path, model_file):
     out = tmp_path / "p.csv"
-    kept = previous_run(folder, out, tiny_model)
+    kept = previous_run(folder, out, model_file)
     summary = tmp_path / "summary.json"
     result = run(
-        *("predict", str(folder), "-o", str(out), "--model", str(tiny_model)),
+        *("predict", str(folder), "-o", str(out), "--model", str(model_file)),
         *("--incremental", "--probabilities", "--summary-json", str(summary)),
         limit=150_000,
     )
@@ -112,6 +114,7 @@ def test_file_size_limit(folder, tmp_path, tiny_model):
     assert "File too large" in result.stderr and "ulimit -f" in result.stderr
 
 
+@pytest.mark.slow
 def test_report_and_model_write_failures_are_exit_73(digit_folder, tmp_path, mnist_path):
     root, labels = digit_folder
     csv = tmp_path / "labels.csv"
@@ -128,7 +131,7 @@ def test_report_and_model_write_failures_are_exit_73(digit_folder, tmp_path, mni
     assert not model.exists() and not list(tmp_path.glob(".m.*"))  # never half a model
 
 
-def test_files_that_change_between_listing_and_reading(tmp_path, mnist, tiny_model, monkeypatch):
+def test_files_that_change_between_listing_and_reading(tmp_path, mnist, model_file, monkeypatch):
     """A hook runs right after the listing: one file deleted, one truncated (as if still
     being written), one replaced by another digit. Each gets a precise error or its new
     content; the run completes."""
@@ -151,7 +154,7 @@ def test_files_that_change_between_listing_and_reading(tmp_path, mnist, tiny_mod
         return listing
 
     monkeypatch.setattr(local_engine, "find_images", listing_then_changes)
-    options = PredictOptions(model=tiny_model)
+    options = PredictOptions(model=model_file)
     summary = predict_folder(root, tmp_path / "p.csv", options)
     rows = {line.split(",")[0]: line for line in (tmp_path / "p.csv").read_text().splitlines()}
     assert summary.found == 12 and summary.errors == 2
@@ -165,7 +168,7 @@ def test_files_that_change_between_listing_and_reading(tmp_path, mnist, tiny_mod
 
 
 def test_a_file_changed_after_its_stamp_is_predicted_again(
-    tmp_path, mnist, tiny_model, monkeypatch
+    tmp_path, mnist, model_file, monkeypatch
 ):
     """--incremental: the sidecar keeps the stamp seen before the file was read, so a file
     that changes while the run reads it is predicted again by the next run."""
@@ -177,7 +180,7 @@ def test_a_file_changed_after_its_stamp_is_predicted_again(
     for i in range(6):
         save_digit(root / f"d{i}.png", mnist.x_test[i])
     out = tmp_path / "p.csv"
-    options = PredictOptions(model=tiny_model, incremental=True)
+    options = PredictOptions(model=model_file, incremental=True)
     stamps = driver._Stamps
 
     class ChangedAfterStamp(stamps):
@@ -194,14 +197,15 @@ def test_a_file_changed_after_its_stamp_is_predicted_again(
     assert (summary.reused, summary.changed) == (5, 1)
 
 
-def test_csv_to_stdout(digit_folder, tmp_path, tiny_model):
+@pytest.mark.slow
+def test_csv_to_stdout(digit_folder, tmp_path, model_file):
     root, _ = digit_folder
     file_csv = tmp_path / "p.csv"
     assert (
-        run("predict", str(root), "-o", str(file_csv), "--model", str(tiny_model)).returncode == 3
+        run("predict", str(root), "-o", str(file_csv), "--model", str(model_file)).returncode == 3
     )
     with open(tmp_path / "stdout.csv", "w") as f:
-        result = run("predict", str(root), "-o", "-", "--model", str(tiny_model), stdout=f)
+        result = run("predict", str(root), "-o", "-", "--model", str(model_file), stdout=f)
     assert result.returncode == 3 and "wrote -" in result.stderr
     assert (tmp_path / "stdout.csv").read_bytes() == file_csv.read_bytes()
     assert not list(Path.cwd().glob("-*")) and not (tmp_path / "-.lock").exists()
@@ -209,7 +213,8 @@ def test_csv_to_stdout(digit_folder, tmp_path, tiny_model):
     assert result.returncode == ExitCode.USAGE and "not -o -" in result.stderr
 
 
-def test_stdout_into_head_and_into_a_full_pipe(folder, tmp_path, tiny_model):
+@pytest.mark.slow
+def test_stdout_into_head_and_into_a_full_pipe(folder, tmp_path, model_file):
     args = [
         EXE,
         "predict",
@@ -217,7 +222,7 @@ def test_stdout_into_head_and_into_a_full_pipe(folder, tmp_path, tiny_model):
         "-o",
         "-",
         "--model",
-        str(tiny_model),
+        str(model_file),
         "--batch-size",
         "64",
     ]
@@ -240,10 +245,11 @@ def test_stdout_into_head_and_into_a_full_pipe(folder, tmp_path, tiny_model):
     streamed = proc.stdout.read()
     assert proc.wait(600) == 0
     expected = tmp_path / "p.csv"
-    run("predict", str(folder), "-o", str(expected), "--model", str(tiny_model))
+    run("predict", str(folder), "-o", str(expected), "--model", str(model_file))
     assert streamed == expected.read_bytes() and streamed.count(b"\n") == 2501
 
 
+@pytest.mark.slow
 def test_no_library_noise_on_stderr(tmp_path, mnist):
     """Truncated and garbage JPEGs and PNGs: libjpeg would print "Improper call to JPEG
     library in state 201" to stderr; only batchdigits' own summary line appears."""
@@ -268,7 +274,7 @@ def test_no_library_noise_on_stderr(tmp_path, mnist):
 
 
 @pytest.mark.slow
-def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model):
+def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, model_file):
     """The million-file run is a benchmark (tests/benchmarks/bench_predict.py --scaling);
     CI runs the same code on 20,000 files: peak RSS within 10% of a 2,000-file run."""
     source = tmp_path / "src"
@@ -283,7 +289,7 @@ def test_memory_stays_flat_from_2000_to_20000_files(tmp_path, mnist, tiny_model)
             os.link(source / f"{k % 1000:04d}.png", folder / f"{k:05d}.png")
         out = tmp_path / f"p{n}.csv"
         rss[n] = run_peak_rss_mib(
-            [EXE, "predict", str(root), "-o", str(out), "--model", str(tiny_model)]
+            [EXE, "predict", str(root), "-o", str(out), "--model", str(model_file)]
         )
         lines = out.read_text().splitlines()
         assert len(lines) == n + 1 and lines[1:] == sorted(lines[1:])
@@ -310,9 +316,10 @@ def test_a_folder_unreadable_during_the_walk_is_counted_and_named(tmp_path, mnis
     assert listing.paths == ["a.png", "ok/c.png"] and listing.unreadable_folders == ["gone"]
 
 
-def test_rate_counts_only_this_runs_predictions(digit_folder, tmp_path, tiny_model):
+@pytest.mark.slow
+def test_rate_counts_only_this_runs_predictions(digit_folder, tmp_path, model_file):
     root, _ = digit_folder
-    args = ["predict", str(root), "-o", str(tmp_path / "p.csv"), "--model", str(tiny_model)]
+    args = ["predict", str(root), "-o", str(tmp_path / "p.csv"), "--model", str(model_file)]
     summary = tmp_path / "s.json"
     run(*args, "--incremental")
     run(*args, "--incremental", "--summary-json", str(summary))  # everything reused but 1

@@ -20,10 +20,10 @@ def read_csv(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def test_rows_errors_and_summary(digit_folder, tiny_model, tmp_path):
+def test_rows_errors_and_summary(digit_folder, model_file, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    summary = predict_folder(root, out, PredictOptions(model=tiny_model, batch_size=5))
+    summary = predict_folder(root, out, PredictOptions(model=model_file, batch_size=5))
 
     df = read_csv(out)
     assert tuple(df.columns) == COLUMNS
@@ -45,13 +45,13 @@ def test_rows_errors_and_summary(digit_folder, tiny_model, tmp_path):
     assert summary.exit_code == ExitCode.PARTIAL
 
 
-def test_predictions_match_the_model_on_the_same_pixels(digit_folder, tiny_model, tmp_path, mnist):
+def test_predictions_match_the_model_on_the_same_pixels(digit_folder, model_file, tmp_path, mnist):
     """The streamed pipeline gives what the model says for the file's pixels."""
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    predict_folder(root, out, PredictOptions(model=tiny_model, batch_size=4))
+    predict_folder(root, out, PredictOptions(model=model_file, batch_size=4))
     df = read_csv(out).set_index("path")
-    model = load_model(tiny_model)
+    model = load_model(model_file)
     pngs = sorted(p for p in labels if p.lower().endswith(".png"))
     index = {f"png/digit_{i:02d}.png": i for i in range(6)}
     index.update({f"digit_{i:02d}.PNG": i for i in range(6, 12)})
@@ -63,11 +63,11 @@ def test_predictions_match_the_model_on_the_same_pixels(digit_folder, tiny_model
     )
 
 
-def test_batch_size_does_not_change_results(digit_folder, tiny_model, tmp_path):
+def test_batch_size_does_not_change_results(digit_folder, model_file, tmp_path):
     root, _ = digit_folder
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    predict_folder(root, a, PredictOptions(model=tiny_model, batch_size=1))
-    predict_folder(root, b, PredictOptions(model=tiny_model, batch_size=256))
+    predict_folder(root, a, PredictOptions(model=model_file, batch_size=1))
+    predict_folder(root, b, PredictOptions(model=model_file, batch_size=256))
     da, db = read_csv(a), read_csv(b)
     assert list(da["path"]) == list(db["path"])
     assert list(da["prediction"]) == list(db["prediction"])
@@ -79,33 +79,33 @@ def test_batch_size_does_not_change_results(digit_folder, tiny_model, tmp_path):
     )
 
 
-def test_no_recursive_reads_top_level_only(digit_folder, tiny_model, tmp_path):
+def test_no_recursive_reads_top_level_only(digit_folder, model_file, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
-    predict_folder(root, out, PredictOptions(model=tiny_model, recursive=False))
+    predict_folder(root, out, PredictOptions(model=model_file, recursive=False))
     assert list(read_csv(out)["path"]) == sorted(
         ["broken.png", *(p for p in labels if "/" not in p)]
     )
 
 
-def test_empty_folder_gives_header_only(tmp_path, tiny_model):
+def test_empty_folder_gives_header_only(tmp_path, model_file):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out.csv"
-    summary = predict_folder(tmp_path / "empty", out, PredictOptions(model=tiny_model))
+    summary = predict_folder(tmp_path / "empty", out, PredictOptions(model=model_file))
     assert out.read_text() == ",".join(COLUMNS) + "\n"
     assert summary.found == 0 and summary.exit_code == ExitCode.OK
 
 
-def test_missing_input_and_unwritable_output(tmp_path, tiny_model, digit_folder):
+def test_missing_input_and_unwritable_output(tmp_path, model_file, digit_folder):
     with pytest.raises(InputNotFoundError):
-        predict_folder(tmp_path / "nope", tmp_path / "o.csv", PredictOptions(model=tiny_model))
+        predict_folder(tmp_path / "nope", tmp_path / "o.csv", PredictOptions(model=model_file))
     assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     root, _ = digit_folder
     with pytest.raises(OutputError, match="does not exist"):
-        predict_folder(root, tmp_path / "no" / "such" / "o.csv", PredictOptions(model=tiny_model))
+        predict_folder(root, tmp_path / "no" / "such" / "o.csv", PredictOptions(model=model_file))
 
 
-def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch, tiny_model):
+def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch, model_file):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
     previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
@@ -119,28 +119,28 @@ def test_previous_output_kept_when_run_fails(tmp_path, digit_folder, monkeypatch
 
     monkeypatch.setattr(Inference, "rows", boom)
     with pytest.raises(RuntimeError):
-        predict_folder(root, out, PredictOptions(model=tiny_model))
+        predict_folder(root, out, PredictOptions(model=model_file))
     assert out.read_text() == previous
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_output_inside_input_is_not_read(tmp_path, tiny_model, mnist):
+def test_output_inside_input_is_not_read(tmp_path, model_file, mnist):
     from conftest import save_digit
 
     root = tmp_path / "d"
     save_digit(root / "a.png", mnist.x_test[0])
     save_digit(root / "out.png", mnist.x_test[1])  # an output named like an image
     predict_folder(
-        root, root / "out.png", PredictOptions(model=tiny_model, force=True)
+        root, root / "out.png", PredictOptions(model=model_file, force=True)
     )  # over an image
     assert list(read_csv(root / "out.png")["path"]) == ["a.png"]
 
 
-def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path):
+def test_needs_review_and_probability_columns(digit_folder, model_file, tmp_path):
     root, labels = digit_folder
     out = tmp_path / "out.csv"
     summary = predict_folder(
-        root, out, PredictOptions(model=tiny_model, review_threshold=0.6, probabilities=True)
+        root, out, PredictOptions(model=model_file, review_threshold=0.6, probabilities=True)
     )
     df = read_csv(out)
     assert list(df.columns) == [*COLUMNS, *(f"p{d}" for d in range(10))]
@@ -157,18 +157,18 @@ def test_needs_review_and_probability_columns(digit_folder, tiny_model, tmp_path
     assert summary.review_threshold == 0.6
 
     # Extremes: everything flagged, or only the rows without a prediction.
-    predict_folder(root, out, PredictOptions(model=tiny_model, review_threshold=1.0))
+    predict_folder(root, out, PredictOptions(model=model_file, review_threshold=1.0))
     assert (read_csv(out)["needs_review"] == "true").all()
-    predict_folder(root, out, PredictOptions(model=tiny_model, review_threshold=0.0))
+    predict_folder(root, out, PredictOptions(model=model_file, review_threshold=0.0))
     df = read_csv(out)
     assert list(df["needs_review"] == "true") == list(df["error"] != "")
 
 
-def test_review_threshold_defaults_to_the_model_card(digit_folder, tiny_model, tmp_path):
+def test_review_threshold_defaults_to_the_model_card(digit_folder, model_file, tmp_path):
     from batchdigits.model.store import read_card
 
-    summary = predict_folder(digit_folder[0], tmp_path / "o.csv", PredictOptions(model=tiny_model))
-    assert summary.review_threshold == read_card(tiny_model)["review_threshold"]
+    summary = predict_folder(digit_folder[0], tmp_path / "o.csv", PredictOptions(model=model_file))
+    assert summary.review_threshold == read_card(model_file)["review_threshold"]
 
 
 def test_paths_enter_the_pipeline_a_chunk_at_a_time(tmp_path, mnist, monkeypatch):
@@ -204,7 +204,7 @@ def test_paths_enter_the_pipeline_a_chunk_at_a_time(tmp_path, mnist, monkeypatch
 
 
 def test_eager_small_runs_write_the_same_csv_as_compiled_ones(
-    tmp_path, mnist, tiny_model, monkeypatch
+    tmp_path, mnist, model_file, monkeypatch
 ):
     """A run of at most EAGER_IMAGES files normalises and predicts op by op, a larger one
     through the compiled functions: the CSV must be the same bytes either way, for MNIST
@@ -219,7 +219,7 @@ def test_eager_small_runs_write_the_same_csv_as_compiled_ones(
     write_scan_set(root / "scans", mnist.x_test[20:40], mnist.y_test[20:40])
     colour = np.stack([mnist.x_test[40], mnist.x_test[40] // 2, 255 - mnist.x_test[40]], -1)
     Image.fromarray(colour.astype(np.uint8)).resize((90, 70)).save(root / "colour.png")
-    options = PredictOptions(model=tiny_model, batch_size=16, probabilities=True)
+    options = PredictOptions(model=model_file, batch_size=16, probabilities=True)
 
     eager, compiled = tmp_path / "eager.csv", tmp_path / "compiled.csv"
     assert inference.EAGER_IMAGES >= 41

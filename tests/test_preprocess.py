@@ -50,6 +50,7 @@ def test_alpha_is_composited_onto_white():
     np.testing.assert_allclose(g, [[255, 10], [10 * 128 / 255 + 255 * 127 / 255, 255]], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_mnist_digits_centred_boxed_and_little_changed(mnist):
     digits = mnist.x_test[:500]
     out = np.stack([normalize(d)[0][..., 0] for d in digits])
@@ -202,7 +203,10 @@ def tight_crop(digit: np.ndarray, side: int, one_bit: bool) -> np.ndarray:
     return (255 - ink).astype(np.uint8)
 
 
-@pytest.mark.parametrize("side, one_bit", [(16, True), (16, False), (32, True)])
+@pytest.mark.parametrize(
+    "side, one_bit",
+    [(16, True), pytest.param(16, False, marks=pytest.mark.slow), (32, True)],
+)
 def test_tight_crops_whose_ink_touches_the_edges_are_read(mnist, side, one_bit):
     for i in range(20):
         crop = tight_crop(mnist.x_test[i], side, one_bit)

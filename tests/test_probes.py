@@ -19,17 +19,17 @@ def test_probe_sets_are_deterministic(mnist):
     assert len(n) == 30 and all(x.ndim == 2 for x in n)
 
 
-def test_inference_of_images_matches_one_by_one(mnist, tiny_model):
+def test_inference_of_images_matches_one_by_one(mnist, model_file):
     from batchdigits.imaging.preprocess import normalize
     from batchdigits.model.inference import Inference
     from batchdigits.model.store import load_model
     from batchdigits.options import PredictOptions
 
-    model = load_model(tiny_model)
+    model = load_model(model_file)
     # Digits only: on pure noise, float rounding that differs between a padded batch and
     # a single image (~1e-4) can tip pixels over the noise threshold either way.
     images = scan_like_set(mnist.x_test[:10], seed=0)
-    inference = Inference.open(PredictOptions(model=tiny_model, batch_size=4))
+    inference = Inference.open(PredictOptions(model=model_file, batch_size=4))
     probs, found = inference.predict_images(images)
     for i, image in enumerate(images):
         x, has_ink = normalize(image)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from batchdigits.imaging.preprocess import normalize
@@ -14,7 +15,8 @@ from batchdigits.options import PredictOptions
 from batchdigits.run.driver import predict_folder
 
 
-def test_predict_matches_a_plain_reference(tmp_path, mnist, tiny_model):
+@pytest.mark.slow
+def test_predict_matches_a_plain_reference(tmp_path, mnist, model_file):
     from batchdigits.training.probes import scan_like
 
     root = tmp_path / "mixed"
@@ -25,11 +27,11 @@ def test_predict_matches_a_plain_reference(tmp_path, mnist, tiny_model):
     for i in range(40, 70):
         scan_like(mnist.x_test[i], rng).save(root / "sub" / f"s{i:02d}.jpg", quality=80)
     out = tmp_path / "out.csv"
-    predict_folder(root, out, PredictOptions(model=tiny_model, batch_size=16, probabilities=True))
+    predict_folder(root, out, PredictOptions(model=model_file, batch_size=16, probabilities=True))
     rows = pd.read_csv(out, keep_default_na=False)
     assert len(rows) == 70
 
-    model = load_model(tiny_model)
+    model = load_model(model_file)
     for _, row in rows.iterrows():
         with Image.open(root / row["path"]) as image:
             pixels = np.asarray(image.convert("L"))

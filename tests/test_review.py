@@ -24,14 +24,14 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
-def predictions(tmp_path, mnist, tiny_model):
+def predictions(tmp_path, mnist, model_file):
     images = tmp_path / "images"
     for i in range(24):
         save_digit(images / ("sub" if i % 3 else "") / f"d{i:02d}.png", mnist.x_test[i])
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
     (tmp_path / "secret.txt").write_text("outside the images folder")
     out = tmp_path / "p.csv"
-    predict_folder(images, out, PredictOptions(model=tiny_model))
+    predict_folder(images, out, PredictOptions(model=model_file))
     return out, images
 
 
@@ -73,13 +73,13 @@ def test_only_rows_inside_the_images_folder_are_served(predictions, tmp_path):
     assert session.image_file("link.png") is None
 
 
-def test_routes_answer_bad_requests_with_4xx(predictions, tiny_model):
+def test_routes_answer_bad_requests_with_4xx(predictions, model_file):
     from batchdigits.web.predictor import Predictor
     from batchdigits.web.review_app import create_review_app
 
     out, images = predictions
     session = ReviewSession.open(out, images)
-    client = create_review_app(session, Predictor(PredictOptions(model=tiny_model))).test_client()
+    client = create_review_app(session, Predictor(PredictOptions(model=model_file))).test_client()
     assert client.get("/api/rows").status_code == 200
     assert client.get("/api/rows?show=digit&digit=7").status_code == 200
     assert client.get("/api/image?path=sub/d01.png").status_code == 200
@@ -104,7 +104,8 @@ def test_routes_answer_bad_requests_with_4xx(predictions, tiny_model):
     assert session.labels == {}
 
 
-def test_browser_corrects_three_rows_with_the_keyboard(predictions, tiny_model, tmp_path):
+@pytest.mark.slow
+def test_browser_corrects_three_rows_with_the_keyboard(predictions, model_file, tmp_path):
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
@@ -113,7 +114,7 @@ def test_browser_corrects_three_rows_with_the_keyboard(predictions, tiny_model, 
     out, images = predictions
     port = free_port()
     exe = EXE
-    args = [exe, "review", str(out), "--images", str(images), "--model", str(tiny_model)]
+    args = [exe, "review", str(out), "--images", str(images), "--model", str(model_file)]
     server = start_server([*args, "--port", str(port), "--server", "waitress"], port)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -161,7 +162,7 @@ def _label_three(playwright, url: str, tmp_path: Path) -> dict[str, str]:
     return labelled
 
 
-def test_a_rebinding_host_cannot_label_or_read(predictions, tiny_model):
+def test_a_rebinding_host_cannot_label_or_read(predictions, model_file):
     """DNS rebinding: a page elsewhere whose name resolves to 127.0.0.1 sends its own
     name as Host. It gets 400, and no label is saved."""
     from batchdigits.options import ServeOptions
@@ -170,7 +171,7 @@ def test_a_rebinding_host_cannot_label_or_read(predictions, tiny_model):
 
     out, images = predictions
     session = ReviewSession.open(out, images)
-    predictor = Predictor(PredictOptions(model=tiny_model))
+    predictor = Predictor(PredictOptions(model=model_file))
     client = create_review_app(session, predictor).test_client()
     evil = {"Host": "attacker.example:8000"}
     label = client.post("/api/label", json={"path": "sub/d01.png", "label": "3"}, headers=evil)

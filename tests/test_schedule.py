@@ -29,14 +29,14 @@ def predict(*args: str):
 
 
 def test_second_run_on_the_same_output_exits_75_naming_the_first(
-    digit_folder, tmp_path, tiny_model
+    digit_folder, tmp_path, model_file
 ):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
     summary = tmp_path / "s.json"
     with output_lock(out):
         result = predict(
-            str(root), "-o", str(out), "--model", str(tiny_model), "--summary-json", str(summary)
+            str(root), "-o", str(out), "--model", str(model_file), "--summary-json", str(summary)
         )
     assert result.exit_code == 75, result.output
     assert f"pid {os.getpid()}" in result.stderr and "started" in result.stderr
@@ -44,7 +44,7 @@ def test_second_run_on_the_same_output_exits_75_naming_the_first(
     assert json.loads(summary.read_text())["exit_code"] == 75
 
 
-def test_a_planted_lock_link_is_refused_and_its_target_kept(digit_folder, tmp_path, tiny_model):
+def test_a_planted_lock_link_is_refused_and_its_target_kept(digit_folder, tmp_path, model_file):
     """A cron job writing into a folder others can write to: ``out.csv.lock`` planted as a
     link to a file the job may write must not be truncated or written."""
     root, _ = digit_folder
@@ -52,7 +52,7 @@ def test_a_planted_lock_link_is_refused_and_its_target_kept(digit_folder, tmp_pa
     victim.write_bytes(b"someone's data\n")
     out = tmp_path / "out.csv"
     (tmp_path / "out.csv.lock").symlink_to(victim)
-    result = predict(str(root), "-o", str(out), "--model", str(tiny_model))
+    result = predict(str(root), "-o", str(out), "--model", str(model_file))
     assert result.exit_code == 73, result.output
     assert "is a symbolic link" in result.stderr and "Traceback" not in result.output
     assert victim.read_bytes() == b"someone's data\n"
@@ -60,10 +60,10 @@ def test_a_planted_lock_link_is_refused_and_its_target_kept(digit_folder, tmp_pa
 
 
 @pytest.mark.parametrize("bad", ["folder", "model"])
-def test_a_run_that_fails_its_checks_leaves_no_lock(digit_folder, tmp_path, tiny_model, bad):
+def test_a_run_that_fails_its_checks_leaves_no_lock(digit_folder, tmp_path, model_file, bad):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
-    model = tiny_model
+    model = model_file
     if bad == "folder":
         root = tmp_path / "missing"
     else:
@@ -73,15 +73,15 @@ def test_a_run_that_fails_its_checks_leaves_no_lock(digit_folder, tmp_path, tiny
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
 
 
-def test_a_run_removes_its_lock(digit_folder, tmp_path, tiny_model):
+def test_a_run_removes_its_lock(digit_folder, tmp_path, model_file):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
-    result = predict(str(root), "-o", str(out), "--model", str(tiny_model))
+    result = predict(str(root), "-o", str(out), "--model", str(model_file))
     assert result.exit_code == 3, result.output
     assert out.is_file() and not (tmp_path / "out.csv.lock").exists()
 
 
-def test_wait_lock_waits_for_the_other_run(digit_folder, tmp_path, tiny_model):
+def test_wait_lock_waits_for_the_other_run(digit_folder, tmp_path, model_file):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
     held, release = threading.Event(), threading.Event()
@@ -96,26 +96,26 @@ def test_wait_lock_waits_for_the_other_run(digit_folder, tmp_path, tiny_model):
     held.wait(5)
     threading.Timer(1.0, release.set).start()
     t0 = time.monotonic()
-    result = predict(str(root), "-o", str(out), "--model", str(tiny_model), "--wait-lock", "20")
+    result = predict(str(root), "-o", str(out), "--model", str(model_file), "--wait-lock", "20")
     holder.join()
     assert result.exit_code == 3, result.output  # broken.png: CSV complete, one error
     assert time.monotonic() - t0 >= 0.9 and out.is_file()
     # Waiting too short still ends in 75.
     with output_lock(out):
         result = predict(
-            str(root), "-o", str(out), "--model", str(tiny_model), "--wait-lock", "0.5"
+            str(root), "-o", str(out), "--model", str(model_file), "--wait-lock", "0.5"
         )
     assert result.exit_code == 75 and "after waiting 0.5 s" in result.stderr
 
 
-def test_foreign_output_is_not_overwritten_without_force(digit_folder, tmp_path, tiny_model):
+def test_foreign_output_is_not_overwritten_without_force(digit_folder, tmp_path, model_file):
     root, _ = digit_folder
     out = tmp_path / "notes.csv"
     out.write_text("name,phone\nAda,123\n")
-    result = predict(str(root), "-o", str(out), "--model", str(tiny_model))
+    result = predict(str(root), "-o", str(out), "--model", str(model_file))
     assert result.exit_code == 73 and "--force" in result.stderr
     assert out.read_text() == "name,phone\nAda,123\n"
-    result = predict(str(root), "-o", str(out), "--model", str(tiny_model), "--force")
+    result = predict(str(root), "-o", str(out), "--model", str(model_file), "--force")
     assert result.exit_code == 3
     assert out.read_text().startswith("path,prediction,confidence,needs_review,error\n")
 
@@ -125,13 +125,13 @@ def _summary(path: Path) -> dict:
 
 
 def test_incremental_runs_equal_full_runs_and_count_what_they_did(
-    digit_folder, tmp_path, tiny_model, mnist
+    digit_folder, tmp_path, model_file, mnist
 ):
     from conftest import save_digit
 
     root, _ = digit_folder
     out, full, s = tmp_path / "inc.csv", tmp_path / "full.csv", tmp_path / "s.json"
-    args = ["-o", str(out), "--model", str(tiny_model), "--incremental", "--summary-json", str(s)]
+    args = ["-o", str(out), "--model", str(model_file), "--incremental", "--summary-json", str(s)]
     assert predict(str(root), *args).exit_code == 3
     first = _summary(s)
     assert (first["new"], first["reused"], first["found"]) == (17, 0, 17)
@@ -156,7 +156,7 @@ def test_incremental_runs_equal_full_runs_and_count_what_they_did(
     assert third["reused"] == 17 - 1 - 1 - 1
     assert "reused" in result.stderr
 
-    assert predict(str(root), "-o", str(full), "--model", str(tiny_model)).exit_code == 0
+    assert predict(str(root), "-o", str(full), "--model", str(model_file)).exit_code == 0
     assert out.read_bytes() == full.read_bytes()  # identical to a full run
 
     # Same size, new mtime: predicted again (and still equal to a full run).
@@ -169,7 +169,12 @@ def test_incremental_runs_equal_full_runs_and_count_what_they_did(
     assert out.read_bytes() == full.read_bytes()
 
     # A different model reprocesses everything; so does another review threshold.
-    other = ["-o", str(out), "--incremental", "--summary-json", str(s)]  # the shipped model
+    from batchdigits.model.network import with_temperature
+    from batchdigits.model.store import load_model, read_card, save_model
+
+    changed = tmp_path / "other.keras"  # the same network, another calibration
+    save_model(with_temperature(load_model(model_file), 1.5), changed, read_card(model_file))
+    other = ["-o", str(out), "--incremental", "--summary-json", str(s), "--model", str(changed)]
     assert predict(str(root), *other).exit_code == 0
     assert _summary(s)["reused"] == 0 and _summary(s)["predicted"] == 17
     result = predict(str(root), *args, "--review-threshold", "0.5")
@@ -177,32 +182,32 @@ def test_incremental_runs_equal_full_runs_and_count_what_they_did(
 
 
 def test_incremental_ignores_a_state_that_does_not_match_the_csv(
-    digit_folder, tmp_path, tiny_model
+    digit_folder, tmp_path, model_file
 ):
     root, _ = digit_folder
     out, s = tmp_path / "inc.csv", tmp_path / "s.json"
-    args = ["-o", str(out), "--model", str(tiny_model), "--incremental", "--summary-json", str(s)]
+    args = ["-o", str(out), "--model", str(model_file), "--incremental", "--summary-json", str(s)]
     predict(str(root), *args)
     # A full run replaced the CSV afterwards (its rows may differ): the state is stale.
-    predict(str(root), "-o", str(out), "--model", str(tiny_model), "--review-threshold", "0.1")
+    predict(str(root), "-o", str(out), "--model", str(model_file), "--review-threshold", "0.1")
     predict(str(root), *args)
     assert _summary(s)["reused"] == 0 and _summary(s)["new"] == 17
 
 
-def test_quiet_prints_nothing_on_success_but_speaks_on_partial(tmp_path, tiny_model, mnist):
+def test_quiet_prints_nothing_on_success_but_speaks_on_partial(tmp_path, model_file, mnist):
     from conftest import save_digit
 
     root = tmp_path / "ok"
     for i in range(3):
         save_digit(root / f"{i}.png", mnist.x_test[i])
-    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--model", str(tiny_model), "-q")
+    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--model", str(model_file), "-q")
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
     (root / "bad.png").write_bytes(b"not a png")
-    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--model", str(tiny_model), "-q")
+    result = predict(str(root), "-o", str(tmp_path / "o.csv"), "--model", str(model_file), "-q")
     assert result.exit_code == 3 and "1 errors" in result.stderr
 
 
-def test_summary_json_and_plain_logs_without_a_terminal(digit_folder, tmp_path, tiny_model):
+def test_summary_json_and_plain_logs_without_a_terminal(digit_folder, tmp_path, model_file):
     root, _ = digit_folder
     s = tmp_path / "s.json"
     result = predict(
@@ -210,7 +215,7 @@ def test_summary_json_and_plain_logs_without_a_terminal(digit_folder, tmp_path, 
         "-o",
         str(tmp_path / "o.csv"),
         "--model",
-        str(tiny_model),
+        str(model_file),
         "--summary-json",
         str(s),
         "--log-every",
@@ -257,12 +262,13 @@ def many_digits(tmp_path, mnist):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signals_keep_the_previous_csv(many_digits, tmp_path, tiny_model, sig, code):
+def test_signals_keep_the_previous_csv(many_digits, tmp_path, model_file, sig, code):
     out = tmp_path / "out.csv"
     previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
     out.write_text(previous)
-    proc = _slow_run(many_digits, out, tiny_model)
+    proc = _slow_run(many_digits, out, model_file)
     _wait_for_temp(tmp_path, "out.csv", proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
@@ -272,13 +278,14 @@ def test_signals_keep_the_previous_csv(many_digits, tmp_path, tiny_model, sig, c
     assert not list(tmp_path.glob(".out.csv.*.tmp"))
 
 
+@pytest.mark.slow
 def test_sigkill_keeps_the_previous_csv_and_the_next_run_cleans_up(
-    many_digits, tmp_path, tiny_model
+    many_digits, tmp_path, model_file
 ):
     out = tmp_path / "out.csv"
     previous = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
     out.write_text(previous)
-    proc = _slow_run(many_digits, out, tiny_model)
+    proc = _slow_run(many_digits, out, model_file)
     _wait_for_temp(tmp_path, "out.csv", proc)
     proc.kill()
     proc.communicate(timeout=30)
@@ -287,7 +294,7 @@ def test_sigkill_keeps_the_previous_csv_and_the_next_run_cleans_up(
     # The killed run's lock died with it; the next run works and removes the leftovers.
     small = tmp_path / "small"
     shutil.copytree(many_digits, small, ignore=lambda d, names: names[20:])
-    result = predict(str(small), "-o", str(out), "--model", str(tiny_model))
+    result = predict(str(small), "-o", str(out), "--model", str(model_file))
     assert result.exit_code == 0, result.output
     assert not list(tmp_path.glob(".out.csv.*.tmp"))
     assert len(out.read_text().splitlines()) == 21
@@ -298,7 +305,8 @@ def _cron_env(**extra: str) -> list[str]:
     return ["env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in extra.items())]
 
 
-def test_wrapper_runs_under_crons_environment(tmp_path, tiny_model, mnist):
+@pytest.mark.slow
+def test_wrapper_runs_under_crons_environment(tmp_path, model_file, mnist):
     """No HOME, then an unusable HOME; working directory /; settings from arguments,
     then from a config file. CSV, summary and dated summary copies appear; nothing is
     printed on success; Keras writes nothing into HOME."""
@@ -311,7 +319,7 @@ def test_wrapper_runs_under_crons_environment(tmp_path, tiny_model, mnist):
     out.parent.mkdir()
     wrapper = str(REPO / "jobs" / "run-predict.sh")
     venv = sys.prefix
-    model = ["--model", str(tiny_model)]
+    model = ["--model", str(model_file)]
     run = dict(capture_output=True, text=True, timeout=300, cwd="/")
 
     done = subprocess.run(
@@ -331,7 +339,7 @@ def test_wrapper_runs_under_crons_environment(tmp_path, tiny_model, mnist):
     config = tmp_path / "predict.conf"
     config.write_text(
         f"BATCHDIGITS_VENV={venv}\nBATCHDIGITS_INPUT={root}\nBATCHDIGITS_OUTPUT={out}\n"
-        f"BATCHDIGITS_OPTIONS=--model {tiny_model}\n"
+        f"BATCHDIGITS_OPTIONS=--model {model_file}\n"
     )
     env = _cron_env(HOME=str(blocked / "home"), BATCHDIGITS_CONFIG=str(config))
     done = subprocess.run([*env, "/bin/sh", wrapper], **run)
@@ -344,7 +352,8 @@ def test_wrapper_runs_under_crons_environment(tmp_path, tiny_model, mnist):
     assert usage.returncode == 2 and "usage" in usage.stderr
 
 
-def test_crontab_lines_command_runs_under_env_i(tmp_path, tiny_model, mnist):
+@pytest.mark.slow
+def test_crontab_lines_command_runs_under_env_i(tmp_path, model_file, mnist):
     """The command of jobs/crontab.example, with its paths pointed at a test folder."""
     from conftest import save_digit
 
@@ -356,19 +365,20 @@ def test_crontab_lines_command_runs_under_env_i(tmp_path, tiny_model, mnist):
     command = " ".join(line[0].split()[5:])
     command = command.replace("/opt/batchdigits/jobs", str(REPO / "jobs"))
     command = command.replace("/srv/scans", str(root)).replace("/srv/results", str(out.parent))
-    env = _cron_env(BATCHDIGITS_VENV=sys.prefix, BATCHDIGITS_OPTIONS=f"--model {tiny_model}")
+    env = _cron_env(BATCHDIGITS_VENV=sys.prefix, BATCHDIGITS_OPTIONS=f"--model {model_file}")
     done = subprocess.run([*env, "/bin/sh", "-c", command], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and out.is_file()
     assert (out.parent / "summaries" / "latest.json").is_file()
 
 
-def test_two_concurrent_runs_one_works_the_other_exits_75(many_digits, tmp_path, tiny_model):
+@pytest.mark.slow
+def test_two_concurrent_runs_one_works_the_other_exits_75(many_digits, tmp_path, model_file):
     out = tmp_path / "out.csv"
-    first = _slow_run(many_digits, out, tiny_model)
+    first = _slow_run(many_digits, out, model_file)
     _wait_for_temp(tmp_path, "out.csv", first)
     second = subprocess.run(
-        [EXE, "predict", str(many_digits), "-o", str(out), "--model", str(tiny_model)],
+        [EXE, "predict", str(many_digits), "-o", str(out), "--model", str(model_file)],
         capture_output=True,
         text=True,
     )
@@ -378,14 +388,15 @@ def test_two_concurrent_runs_one_works_the_other_exits_75(many_digits, tmp_path,
     first.communicate(timeout=60)
 
 
-def test_with_wait_lock_concurrent_runs_both_succeed(tmp_path, tiny_model, mnist):
+@pytest.mark.slow
+def test_with_wait_lock_concurrent_runs_both_succeed(tmp_path, model_file, mnist):
     from conftest import save_digit
 
     root = tmp_path / "few"
     for i in range(300):
         save_digit(root / f"{i:03d}.png", mnist.x_test[i])
     out = tmp_path / "out.csv"
-    cmd = [EXE, "predict", str(root), "-o", str(out), "--model", str(tiny_model)]
+    cmd = [EXE, "predict", str(root), "-o", str(out), "--model", str(model_file)]
     procs = [
         subprocess.Popen([*cmd, "--wait-lock", "120"], stderr=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -420,7 +431,7 @@ def test_unexpected_errors_exit_1_without_a_traceback(digit_folder, tmp_path, mo
 
 
 def test_incremental_streams_and_survives_a_sidecar_that_disagrees(
-    digit_folder, tmp_path, tiny_model
+    digit_folder, tmp_path, model_file
 ):
     """The previous rows are read as a stream beside the listing; where the sidecar and
     the CSV disagree the stream stops and the rest is predicted again: the CSV still
@@ -429,9 +440,9 @@ def test_incremental_streams_and_survives_a_sidecar_that_disagrees(
 
     root, _ = digit_folder
     out, full, s = tmp_path / "inc.csv", tmp_path / "full.csv", tmp_path / "s.json"
-    args = ["-o", str(out), "--model", str(tiny_model), "--incremental", "--summary-json", str(s)]
+    args = ["-o", str(out), "--model", str(model_file), "--incremental", "--summary-json", str(s)]
     predict(str(root), *args)
-    predict(str(root), "-o", str(full), "--model", str(tiny_model))
+    predict(str(root), "-o", str(full), "--model", str(model_file))
     sidecar = state_path(out)
     lines = sidecar.read_text().splitlines(keepends=True)
     settings = json.loads(lines[0])["settings"]
@@ -447,14 +458,14 @@ def test_incremental_streams_and_survives_a_sidecar_that_disagrees(
     assert out.read_bytes() == full.read_bytes()
 
 
-def test_nothing_new_imports_no_tensorflow_and_touches_nothing(digit_folder, tmp_path, tiny_model):
+def test_nothing_new_imports_no_tensorflow_and_touches_nothing(digit_folder, tmp_path, model_file):
     """The cron case: an --incremental run over an unchanged folder lists, stats and
     plans, finds nothing to predict, and stops there: TensorFlow (and numpy) are never
     imported, the CSV and sidecar keep their bytes and mtimes, the summary is written."""
     root, _ = digit_folder
     (root / "broken.png").unlink()  # an error row would be retried every run
     out = tmp_path / "p.csv"
-    args = ["predict", str(root), "-o", str(out), "--model", str(tiny_model), "--incremental"]
+    args = ["predict", str(root), "-o", str(out), "--model", str(model_file), "--incremental"]
     assert predict(*args[1:]).exit_code == 0
     before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in (out, Path(f"{out}.state"))]
     code = (

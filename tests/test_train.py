@@ -89,11 +89,11 @@ def test_train_rejects_bad_output_before_training(tmp_path):
 
 def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targets(mnist):
     from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
-    from batchdigits.training.negatives import NOT_A_DIGIT
+    from batchdigits.training.negatives import NOT_A_DIGIT_CLASS
     from batchdigits.training.train import image_dataset
 
     x = mnist.x_test[:6]
-    y = np.array([*mnist.y_test[:5], NOT_A_DIGIT])
+    y = np.array([*mnist.y_test[:5], NOT_A_DIGIT_CLASS])
     inputs, targets = next(iter(image_dataset(x, y, batch_size=6)))
     expected, _ = normalize_batch(*pad_batch([prepare(i) for i in x]))
     np.testing.assert_allclose(inputs.numpy(), expected.numpy(), atol=1e-3)
@@ -103,6 +103,7 @@ def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targe
     np.testing.assert_allclose(targets[5], np.full(10, 0.1))
 
 
+@pytest.mark.slow
 def test_training_data_order_and_augmentation_follow_the_seed(mnist):
     from batchdigits.training.train import image_dataset
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import save_digit
 from PIL import Image
 from typer.testing import CliRunner
@@ -26,8 +27,9 @@ def tight(digit: np.ndarray) -> np.ndarray:
     return np.where(ink > 110, 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_tune_on_review_labels_with_not_a_digit_and_a_broken_file(
-    tmp_path, mnist, mnist_path, tiny_model
+    tmp_path, mnist, mnist_path, model_file
 ):
     root = tmp_path / "mine"
     lines = ["path,label"]
@@ -42,7 +44,7 @@ def test_tune_on_review_labels_with_not_a_digit_and_a_broken_file(
     out = tmp_path / "tuned.keras"
     args = ["tune", str(root), "--labels", str(tmp_path / "labels.csv"), "-o", str(out)]
     result = runner.invoke(
-        app, [*args, "--model", str(tiny_model), "--data", str(mnist_path), "--epochs", "2"]
+        app, [*args, "--model", str(model_file), "--data", str(mnist_path), "--epochs", "2"]
     )
     assert result.exit_code == ExitCode.PARTIAL, result.output
     assert "skipped broken.png: cannot decode image" in result.stderr
@@ -54,7 +56,7 @@ def test_tune_on_review_labels_with_not_a_digit_and_a_broken_file(
     assert held + train == 81 and 18 <= held <= 22  # a quarter of each digit's, rounded
     assert card["mnist_images_mixed"] == min(train * 4, 1000)
     assert 0 <= card["held_out_accuracy_before"] <= 1 and 0 <= card["held_out_accuracy_after"] <= 1
-    assert card["tuned_from"].startswith(str(tiny_model))
+    assert card["tuned_from"].startswith(str(model_file))
     # evaluate reads review's labels as they are (x rows have no digit to score)
     result = runner.invoke(
         app, ["evaluate", str(root), "--labels", str(tmp_path / "labels.csv"), "--model", str(out)]
@@ -63,12 +65,12 @@ def test_tune_on_review_labels_with_not_a_digit_and_a_broken_file(
     assert "81" in result.stdout  # 80 digits + broken.png scored; scribble.png left out
 
 
-def test_too_few_labels_is_exit_65(tmp_path, mnist, tiny_model):
+def test_too_few_labels_is_exit_65(tmp_path, mnist, model_file):
     root = tmp_path / "few"
     for i in range(12):
         save_digit(root / str(mnist.y_test[i]) / f"{i}.png", mnist.x_test[i])
     result = runner.invoke(
-        app, ["tune", str(root), "--model", str(tiny_model), "-o", str(tmp_path / "t.keras")]
+        app, ["tune", str(root), "--model", str(model_file), "-o", str(tmp_path / "t.keras")]
     )
     assert result.exit_code == ExitCode.DATA_ERR
     assert "too few labelled digits" in result.stderr and "at least 30" in result.stderr

@@ -234,6 +234,7 @@ def _draw(page, points) -> None:
     page.mouse.up()
 
 
+@pytest.mark.slow
 def test_browser_draws_digits(server, tmp_path, mnist):
     if not chromium_available():
         pytest.skip(f"{CHROMIUM} not installed (CI installs it)")
@@ -294,6 +295,7 @@ def test_browser_draws_digits(server, tmp_path, mnist):
         browser.close()
 
 
+@pytest.mark.slow
 def test_load_500_requests_8_clients(server, mnist):
     """500 requests from 8 concurrent clients (127.0.0.1 only, 120 s at most): all right,
     at a throughput and latency that show requests sharing model calls."""

@@ -12,7 +12,8 @@ import typer
 
 from batchdigits.cli.app import err, say_error
 from batchdigits.cli.signals import signals_stop_the_run
-from batchdigits.errors import BatchDigitsError, ExitCode, recorded_stop
+from batchdigits.errors import BatchDigitsError, ExitCode
+from batchdigits.stops import recorded_stop
 
 T = TypeVar("T")
 

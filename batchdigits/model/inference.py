@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from batchdigits.errors import check_stop
 from batchdigits.imaging.decode import (
     UnreadableImage,
     decode_tf,
@@ -30,6 +29,7 @@ from batchdigits.model.store import ModelRef
 from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import Row, make_row
 from batchdigits.runtime.lazy import tf
+from batchdigits.stops import check_stop, stops_deferred
 
 #: A listing of at most this many files is normalised and predicted eagerly: tracing the
 #: compiled normalisation costs about as much as eagerly running 8-10 batches of 256
@@ -134,8 +134,7 @@ class Inference:
         done = 0  # rows yielded so far; the pipeline's indices skip the files it dropped
         batches = image_batches(full, self.options.batch_size, self.options.max_pixels)
         compiled = len(full) > EAGER_IMAGES
-        for indices, gray, sizes in batches:
-            inputs, probabilities, has_digit = self.infer_batch(gray, sizes, compiled)
+        for indices, inputs, probabilities, has_digit in self._results(batches, compiled):
             rows: list[Row] = []
             for k, index in enumerate(indices.numpy().tolist()):
                 rows.extend(self._read_alone(listing, full, done, index, keep_inputs))
@@ -153,6 +152,22 @@ class Inference:
             yield rows
         if done < len(full):
             yield self._read_alone(listing, full, done, len(full), keep_inputs)
+
+    def _results(self, batches, compiled: bool) -> Iterator[tuple]:
+        """Each batch of the pipeline through the model. A signal meanwhile is recorded
+        and raised between batches (:func:`~batchdigits.stops.stops_deferred`), never
+        inside TensorFlow."""
+        batches = iter(batches)
+        while True:
+            with stops_deferred():
+                batch = next(batches, None)
+                if batch is not None:
+                    indices, gray, sizes = batch
+                    result = (indices, *self.infer_batch(gray, sizes, compiled))
+            check_stop()
+            if batch is None:
+                return
+            yield result
 
     def _read_alone(self, listing, full, first: int, stop: int, keep_inputs: bool) -> list[Row]:
         """Rows for the files the pipeline dropped: Pillow's reading, or an error row."""

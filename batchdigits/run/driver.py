@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from batchdigits.atomic import remove_stale_temps
-from batchdigits.errors import ExitCode, UsageError, check_stop
+from batchdigits.errors import ExitCode, UsageError
 from batchdigits.imaging.files import Listing, Mapped
 from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.progress import NullReporter, Reporter
@@ -27,6 +27,7 @@ from batchdigits.run.engines import CHUNK, Engine, chunks, open_engine
 from batchdigits.run.lock import output_lock
 from batchdigits.run.plan import make_plan, merge
 from batchdigits.run.state import file_stamp, load_previous, row_settings, write_state
+from batchdigits.stops import check_stop
 from batchdigits.writers import (
     STDOUT,
     AtomicCsvWriter,

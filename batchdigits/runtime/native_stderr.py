@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 
-from batchdigits.errors import recorded_stop
+from batchdigits.stops import recorded_stop
 
 
 @contextlib.contextmanager

@@ -34,6 +34,11 @@ from helpers import EXE  # noqa: E402
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "mnist-test-2000.npz"
 PREVIOUS = "path,prediction,confidence,needs_review,error\nold.png,1,0.990000,false,\n"
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+SIGNALS = {
+    "INT": [signal.SIGINT],
+    "TERM": [signal.SIGTERM],
+    "both": [signal.SIGINT, signal.SIGTERM],
+}
 
 
 def burn(stop_at: float) -> None:
@@ -77,7 +82,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--min-delay", type=float, default=0.05)
     parser.add_argument("--max-delay", type=float, default=12.0)
+    parser.add_argument("--signal", choices=("INT", "TERM", "both"), default="both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extra", default="--batch-size 16", help="more predict options")
     args = parser.parse_args()
@@ -95,8 +102,8 @@ def main() -> None:
             root = Path(tmp) / "digits"
             make_folder(root, args.files)
             for i in range(args.rounds):
-                sig = rng.choice([signal.SIGINT, signal.SIGTERM])
-                delay = rng.uniform(0.05, args.max_delay)
+                sig = rng.choice(SIGNALS[args.signal])
+                delay = rng.uniform(args.min_delay, args.max_delay)
                 work = Path(tmp) / f"round{i}"
                 work.mkdir()
                 r = one_round(root, work, sig, delay, args.extra.split())
