@@ -56,9 +56,9 @@ def record_signals() -> None:
 @contextlib.contextmanager
 def stops_raised() -> Iterator[None]:
     """For the ``with`` block, SIGINT and SIGTERM stop the run at once (recorded and
-    raised); the handlers that were there before come back after it. A stop recorded
-    before the block is raised as it begins. Nothing changes outside the main thread,
-    where handlers cannot be set."""
+    raised); the handlers that were there before come back after it. (A stop recorded
+    before the block stays recorded: the caller raises it with :func:`check_stop`.)
+    Nothing changes outside the main thread, where handlers cannot be set."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -66,7 +66,6 @@ def stops_raised() -> Iterator[None]:
     for sig in SIGNALS:
         signal.signal(sig, _raise)
     try:
-        check_stop()
         yield
     finally:
         for sig, handler in before.items():

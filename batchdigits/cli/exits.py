@@ -13,7 +13,7 @@ import typer
 from batchdigits.cli.app import err, say_error
 from batchdigits.cli.signals import signals_stop_the_run
 from batchdigits.errors import BatchDigitsError, ExitCode
-from batchdigits.stops import recorded_stop
+from batchdigits.stops import check_stop, recorded_stop
 
 T = TypeVar("T")
 
@@ -46,6 +46,7 @@ def _stopped(fail: Callable, exc: KeyboardInterrupt) -> typer.Exit:
 
 def _call(func: Callable[[], T], fail: Callable, held: Callable[[], str]) -> T:
     try:
+        check_stop()  # a stop asked for while the command line started
         return func()
     except KeyboardInterrupt as exc:
         raise _stopped(fail, exc) from None
