@@ -53,11 +53,11 @@ def make_folder(root: Path, n: int) -> None:
         Image.fromarray(digits[i % len(digits)]).save(root / f"{i:05d}.png")
 
 
-def one_round(root: Path, work: Path, sig: int, delay: float, extra: list[str]) -> dict:
+def one_round(exe: str, root: Path, work: Path, sig: int, delay: float, extra: list[str]) -> dict:
     out = work / "out.csv"
     out.write_text(PREVIOUS)
     proc = subprocess.Popen(
-        [EXE, "predict", str(root), "-o", str(out), *extra],
+        [exe, "predict", str(root), "-o", str(out), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--signal", choices=("INT", "TERM", "both"), default="both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extra", default="--batch-size 16", help="more predict options")
+    parser.add_argument("--exe", default=EXE, help="the batchdigits to run (another version)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     burners = [
@@ -106,7 +107,7 @@ def main() -> None:
                 delay = rng.uniform(args.min_delay, args.max_delay)
                 work = Path(tmp) / f"round{i}"
                 work.mkdir()
-                r = one_round(root, work, sig, delay, args.extra.split())
+                r = one_round(args.exe, root, work, sig, delay, args.extra.split())
                 ok = r["finished_first"] or (
                     r["code"] == EXPECTED[sig] and r["kept"] and not r["leftovers"]
                 )
