@@ -55,7 +55,7 @@ class BeamEngine:
         self, root: str, output: str, options: PredictOptions, flags: list[str], fingerprint: str
     ):
         self.root, self.output, self.options, self.flags = root, output, options, flags
-        self.model = options.model or SHIPPED_NAME
+        self.model_name = options.model or SHIPPED_NAME
         self.fingerprint = fingerprint
         self.threshold = options.review_threshold
         self.counters: dict = {}

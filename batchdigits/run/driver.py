@@ -127,7 +127,7 @@ def predict_folder(
         summary = PredictSummary(
             input_dir=os.fspath(input_dir),
             output=os.fspath(output),
-            model=engine.model,
+            model=engine.model_name,
             model_fingerprint=engine.fingerprint,
             review_threshold=engine.threshold,
         )
@@ -146,10 +146,9 @@ def _train_first(options: PredictOptions, reporter: Reporter) -> None:
 
 @contextlib.contextmanager
 def claim_output(output: str | os.PathLike, force: bool, wait_lock: float):
-    """Every engine's checks before it writes ``output``: a writable path, this run's
-    lock on it (waited for up to ``wait_lock`` s), stale temporary files of killed runs
-    removed, and no foreign file replaced unless ``force``. Held for the ``with`` body."""
-    check_output_path(output)
+    """Every engine's claim on ``output`` (its path already checked): this run's lock on
+    it (waited for up to ``wait_lock`` s), stale temporary files of killed runs removed,
+    and no foreign file replaced unless ``force``. Held for the ``with`` body."""
     with output_lock(output, wait_lock):
         remove_stale_temps(output)
         if not force:

@@ -22,7 +22,7 @@ class Engine(Protocol):
 
     label: str  # for the progress display
     listing: Listing | None  # the files, when the engine lists them up front
-    model: str
+    model_name: str  # the model as rows and summaries name it
     fingerprint: str
     threshold: float
 

@@ -22,7 +22,7 @@ class LocalEngine:
     def __init__(self, listing: Listing, options: PredictOptions):
         self._ref = ModelRef(options.model)  # a missing model fails before anything is written
         self.listing = listing
-        self.model = self._ref.name
+        self.model_name = self._ref.name
         self.fingerprint = self._ref.fingerprint
         self.threshold = self._ref.threshold(options.review_threshold)
         self._options = replace(options, review_threshold=self.threshold)
