@@ -201,6 +201,7 @@ def test_decompression_bomb_does_not_allocate(tmp_path):
     assert len(errors) == 3 and all(e.startswith("image too large") for e in errors)
 
 
+@pytest.mark.slow
 def test_permission_denied(tmp_path, mnist):
     """A file the process may not read gets its row; as root, run without the
     capabilities that let root read anything."""

@@ -205,7 +205,11 @@ def tight_crop(digit: np.ndarray, side: int, one_bit: bool) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "side, one_bit",
-    [(16, True), pytest.param(16, False, marks=pytest.mark.slow), (32, True)],
+    [
+        (16, True),
+        pytest.param(16, False, marks=pytest.mark.slow),
+        pytest.param(32, True, marks=pytest.mark.slow),
+    ],
 )
 def test_tight_crops_whose_ink_touches_the_edges_are_read(mnist, side, one_bit):
     for i in range(20):
