@@ -52,8 +52,13 @@ def test_alpha_is_composited_onto_white():
 
 @pytest.mark.slow
 def test_mnist_digits_centred_boxed_and_little_changed(mnist):
+    """500 MNIST digits through the batched normalisation every front end runs (one
+    image at a time gives the same bits: test_batch_with_padding_equals_one_by_one)."""
+    from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
+
     digits = mnist.x_test[:500]
-    out = np.stack([normalize(d)[0][..., 0] for d in digits])
+    gray, sizes = pad_batch([prepare(d) for d in digits])
+    out = normalize_batch(gray, sizes)[0].numpy()[..., 0]
     assert out.shape == (500, 28, 28) and out.min() >= 0 and out.max() <= 255
     for x in out:
         cy, cx = centre_of_mass(x)
