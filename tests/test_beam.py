@@ -3,6 +3,7 @@ more than one worker thread, and a clear exit 2 when the extra is missing."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
@@ -193,3 +194,40 @@ def test_a_cloud_path_without_its_beam_extra_is_a_usage_error(tmp_path):
         app, ["predict", "nope://x", "--engine", "beam", "-o", str(tmp_path / "o.csv")]
     )
     assert result.exit_code == ExitCode.USAGE and "a scheme Beam knows" in result.stderr
+
+
+COPY_A_REMOTE_MODEL = """
+import io, os, stat, sys
+from apache_beam.io.filesystems import FileSystems
+from batchdigits.run import beam_steps
+
+source = sys.argv[1]
+FileSystems.open = staticmethod(lambda path: open(source, "rb"))  # gs:// read as a file
+first = beam_steps._local_copy("gs://bucket/models/m.keras")
+again = beam_steps._local_copy("gs://bucket/models/m.keras")
+folder = os.path.dirname(first)
+assert first == again, (first, again)
+assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+assert open(first, "rb").read() == open(source, "rb").read()
+assert beam_steps._local_copy(None) is None and beam_steps._local_copy("/m.keras") == "/m.keras"
+print(folder)
+"""
+
+
+def test_a_remote_model_is_copied_into_a_private_folder_removed_at_exit(tmp_path):
+    """Once per worker process, mode 0700, under a name nobody can plant, and gone
+    when the process ends."""
+    import subprocess
+
+    source = tmp_path / "m.keras"
+    source.write_bytes(b"model bytes" * 1000)
+    done = subprocess.run(
+        [sys.executable, "-c", COPY_A_REMOTE_MODEL, str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    folder = done.stdout.strip().splitlines()[-1]
+    assert os.path.basename(folder).startswith("batchdigits-model-")
+    assert not os.path.exists(folder)  # removed when the process ended

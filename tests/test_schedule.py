@@ -59,17 +59,20 @@ def test_a_planted_lock_link_is_refused_and_its_target_kept(digit_folder, tmp_pa
     assert not out.exists()
 
 
-@pytest.mark.parametrize("bad", ["folder", "model"])
-def test_a_run_that_fails_its_checks_leaves_no_lock(digit_folder, tmp_path, model_file, bad):
+@pytest.mark.parametrize("bad, code", [("folder", 66), ("model", 66), ("corrupt model", 65)])
+def test_a_run_that_fails_its_checks_leaves_no_lock(digit_folder, tmp_path, model_file, bad, code):
     root, _ = digit_folder
     out = tmp_path / "out.csv"
     model = model_file
     if bad == "folder":
         root = tmp_path / "missing"
-    else:
+    elif bad == "model":
         model = tmp_path / "absent.keras"
+    else:
+        model = tmp_path / "corrupt.keras"
+        model.write_bytes(b"PK\x03\x04 not a whole zip")
     result = predict(str(root), "-o", str(out), "--model", str(model))
-    assert result.exit_code == 66, result.output
+    assert result.exit_code == code, result.output
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
 
 

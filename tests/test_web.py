@@ -167,6 +167,54 @@ def test_a_host_not_allowed_gets_400_json(predictor):
     assert anyone.get("/healthz", headers={"Host": "rebound.example"}).status_code == 200
 
 
+def test_serve_defaults_to_waitress_and_a_smaller_pixel_limit():
+    import typer.main
+
+    from batchdigits.options import DEFAULT_MAX_PIXELS, DEFAULT_UPLOAD_MAX_PIXELS
+
+    params = {p.name: p for p in typer.main.get_command(cli_app).commands["serve"].params}
+    assert params["server"].default.value == "waitress" == ServeOptions().server
+    assert params["max_pixels"].default == DEFAULT_UPLOAD_MAX_PIXELS < DEFAULT_MAX_PIXELS
+
+
+def test_an_upload_over_the_serve_limit_is_refused_undecoded(mnist):
+    from batchdigits.options import DEFAULT_UPLOAD_MAX_PIXELS
+
+    limited = Predictor(PredictOptions(max_pixels=DEFAULT_UPLOAD_MAX_PIXELS))
+    client = create_app(limited).test_client()
+    over = client.post("/api/predict", data=bomb_png(5000, 4000), content_type="image/png")
+    assert over.status_code == 422 and "too large" in over.json["error"]
+    ok = client.post("/api/predict", data=png_bytes(mnist.x_test[0]), content_type="image/png")
+    assert ok.status_code == 200 and ok.json["prediction"] == int(mnist.y_test[0])
+
+
+def test_decoding_never_runs_more_images_at_once_than_there_are_slots(
+    predictor, monkeypatch, mnist
+):
+    from batchdigits.web import predictor as module
+
+    running, peak, lock = [0], [0], threading.Lock()
+    real = module.prepare_bytes
+
+    def tracked(data, max_pixels):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(data, max_pixels)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(module, "prepare_bytes", tracked)
+    image = png_bytes(mnist.x_test[0])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: predictor.predict_image(image), range(16)))
+    assert all(a["prediction"] == int(mnist.y_test[0]) for a in answers)
+    assert 1 <= peak[0] <= module.DECODE_SLOTS
+
+
 def test_waitress_errors_are_json_without_patching_waitress(predictor):
     """A request waitress refuses itself (a malformed request line) is answered as JSON by
     this server's channel class; waitress' own classes are left as they were."""
