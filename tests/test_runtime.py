@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 import pytest
 
@@ -52,3 +53,24 @@ def test_keras_home_is_set_only_where_home_cannot_hold_it(tmpdir_env, monkeypatc
     monkeypatch.setenv("HOME", str(tmpdir_env))
     environment.quiet_environment()
     assert "KERAS_HOME" not in os.environ
+
+
+def test_a_log_handler_made_during_the_quiet_import_writes_to_the_real_stderr(capsys):
+    """TensorFlow makes its logger's handler while its import runs, with the held-back
+    stream as ``sys.stderr``: afterwards its warnings still reach stderr, no "Logging
+    error" about a closed file."""
+    import logging
+
+    from batchdigits.runtime.native_stderr import captured_during_import
+
+    logger = logging.getLogger("batchdigits-test-import-logger")
+    logger.propagate = False
+    with captured_during_import():
+        handler = logging.StreamHandler(sys.stderr)
+        logger.addHandler(handler)
+    try:
+        logger.warning("a warning after the import")
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "a warning after the import" in err and "Logging error" not in err

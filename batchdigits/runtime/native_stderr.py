@@ -32,10 +32,25 @@ def captured_during_import():
                 saved_stderr.write(sink.read().decode("utf-8", "replace"))
             raise
         finally:
-            sys.stderr.close()
+            held = sys.stderr
             sys.stderr = saved_stderr
+            _repoint_log_handlers(held, saved_stderr)
+            held.close()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def _repoint_log_handlers(held, stream) -> None:
+    """A logging handler made during the import (TensorFlow's own logger) holds the
+    temporary stream it saw as ``sys.stderr``: point it at the real one, or its later
+    warnings would end in "Logging error" tracebacks about a closed file."""
+    import logging
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is held:
+                handler.setStream(stream)
 
 
 @contextlib.contextmanager
