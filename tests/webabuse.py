@@ -15,7 +15,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from helpers import free_port, start_server  # noqa: F401 - used by the abuse tests
 from PIL import Image
 
 

@@ -21,6 +21,8 @@ from batchdigits.web.server import json_error, new_app, run_app
 
 #: The review page's requests are small JSON bodies.
 REVIEW_MAX_CONTENT_LENGTH = 65536
+#: How ``review`` listens unless told otherwise (loopback, the small body limit).
+REVIEW_LISTEN = ServeOptions(max_content_length=REVIEW_MAX_CONTENT_LENGTH)
 
 PAGE = Path(__file__).with_name("review_page.html")
 
@@ -28,7 +30,7 @@ PAGE = Path(__file__).with_name("review_page.html")
 def create_review_app(session, predictor: Predictor, listen: ServeOptions | None = None):
     import flask
 
-    listen = listen or ServeOptions(max_content_length=REVIEW_MAX_CONTENT_LENGTH)
+    listen = listen or REVIEW_LISTEN
     app = new_app("batchdigits-review", listen)
     page = PAGE.read_text(encoding="utf-8")
     app.add_url_rule("/", "index", lambda: flask.Response(page, mimetype="text/html"))
@@ -48,7 +50,7 @@ def review(
 ) -> None:
     """Run the review page for ``session`` (a
     :class:`~batchdigits.web.review_session.ReviewSession`) until stopped."""
-    listen = listen or ServeOptions(max_content_length=REVIEW_MAX_CONTENT_LENGTH)
+    listen = listen or REVIEW_LISTEN
     run_app(lambda: create_review_app(session, Predictor(options), listen), listen, on_ready)
 
 
