@@ -46,10 +46,42 @@ def train(
             "(outlier exposure; 0: none).",
         ),
     ] = 0.0,
+    clean_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the training digits only reshaped (rotation, scale, shear, pen), "
+            "not given the real-world changes.",
+        ),
+    ] = 0.0,
+    ema: Annotated[
+        bool,
+        typer.Option(
+            "--ema/--no-ema",
+            help="Evaluate and keep a moving average of the weights (smoother, often better).",
+        ),
+    ] = False,
+    mixed_precision: Annotated[
+        bool,
+        typer.Option(
+            "--mixed-precision/--float32",
+            help="Compute in bfloat16 while training (faster where the CPU supports it); "
+            "the saved model computes in float32.",
+        ),
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Keep each epoch's state in OUTPUT.checkpoints/ and, when that folder "
+            "is there from an interrupted run, carry on after its last finished epoch.",
+        ),
+    ] = False,
     skip_checksum: SkipChecksumOption = False,
 ) -> None:
     """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
-    from batchdigits.training.train import TrainConfig
+    from batchdigits.training.train import TrainConfig, checkpoint_folder
     from batchdigits.training.train import train as train_model
 
     config = TrainConfig(
@@ -59,6 +91,10 @@ def train(
         limit=limit,
         augment=augment,
         non_digit_share=non_digit_share,
+        clean_share=clean_share,
+        ema=ema,
+        mixed_precision=mixed_precision,
+        checkpoints=checkpoint_folder(output) if resume else None,
     )
     card = run(
         lambda: train_model(output, data, config, verify=not skip_checksum, reporter=reporter())

@@ -50,8 +50,9 @@ def build_model(
     x = layers.Dense(dense, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     logits = layers.Dense(10, name="logits")(x)
-    scaled = layers.Rescaling(1.0, name="temperature")(logits)
-    outputs = layers.Activation("softmax", name="probabilities")(scaled)
+    # float32 from the logits on, also when training computes in bfloat16
+    scaled = layers.Rescaling(1.0, name="temperature", dtype="float32")(logits)
+    outputs = layers.Activation("softmax", name="probabilities", dtype="float32")(scaled)
     return k.Model(inputs, outputs, name="batchdigits_cnn")
 
 
@@ -79,7 +80,7 @@ def fold_batch_norm(model):
     that). Identical outputs up to float rounding, and fewer ops at inference."""
     import numpy as np
 
-    if not any(layer.name.startswith("bn") for layer in model.layers):
+    if not _has_batch_norm(model):
         return model
     folded = build_model(**architecture_of(model), batch_norm=False)
     for layer in folded.layers:
@@ -93,6 +94,20 @@ def fold_batch_norm(model):
         elif layer.weights:
             layer.set_weights(source.get_weights())
     return with_temperature(folded, temperature_of(model))
+
+
+def as_float32(model):
+    """The same network computing in float32 (a model trained in bfloat16 keeps its
+    variables in float32: they are copied as they are)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    copy = build_model(**architecture_of(model), batch_norm=_has_batch_norm(model))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _has_batch_norm(model) -> bool:
+    return any(layer.name.startswith("bn") for layer in model.layers)
 
 
 def logits_model(model):

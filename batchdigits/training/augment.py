@@ -237,23 +237,26 @@ def _real_world(x, seeds, n):
     return t.where(lined, _edge_lines(x, seeds[13:30], n), x)
 
 
-def augment_batch(digits, seed, fraction: float = 1.0):
+def augment_batch(digits, seed, fraction: float = 1.0, clean_share: float = 0.0):
     """28x28 uint8 MNIST digits ``(B, 28, 28)`` -> varied digits ``(B, 56, 56)`` float
     0..255 (ink bright on dark paper, or dark on light), to normalise. ``seed``: two
     integers, one draw per batch.
 
     With ``fraction`` < 1, only that share of the digits (each drawn from ``seed``) is
-    varied; the others pass through unchanged (upscaled alike)."""
+    varied; the others pass through unchanged (upscaled alike). Of the varied ones,
+    ``clean_share`` are only reshaped (rotation, scale, shear, pen): clean digits written
+    a little differently, bright on black as MNIST's."""
     t = tf()
     seeds = t.random.experimental.stateless_split(t.cast(seed, t.int64), 60)
     x = t.cast(digits, t.float32)[..., None]
     n = t.shape(x)[0]
     x = t.image.resize(x, [28 * UPSCALE, 28 * UPSCALE], method="bilinear")
-    varied = _affine(x, seeds, n)
-    varied = _stroke(varied, seeds[3], n)
-    varied = _real_world(varied, seeds[8:38], n)
+    reshaped = _stroke(_affine(x, seeds, n), seeds[3], n)
+    varied = _real_world(reshaped, seeds[8:38], n)
     varied = _blur(varied, seeds[4], n)
     varied = _compose(varied, seeds[40:60], n)
+    if clean_share > 0.0:
+        varied = t.where(_chosen(seeds[6], n, clean_share), reshaped, varied)
     if fraction < 1.0:
         vary = t.random.stateless_uniform([n], seed=seeds[5]) < fraction
         varied = t.where(vary[:, None, None, None], varied, x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from batchdigits.model.calibrate import (
 from batchdigits.model.inference import Inference, compute_images_per_second
 from batchdigits.model.network import (
     DEFAULT_ARCHITECTURE,
+    as_float32,
     build_model,
     fold_batch_norm,
     logits_model,
@@ -35,6 +37,7 @@ from batchdigits.progress import NullReporter, Reporter
 from batchdigits.runtime.lazy import keras, tf
 from batchdigits.training.augment import augment_batch
 from batchdigits.training.data import Mnist, load_mnist
+from batchdigits.training.fitting import FitPlan, compute_dtype, fit
 from batchdigits.training.negatives import NOT_A_DIGIT_CLASS, non_digits
 from batchdigits.training.probes import hard_set, non_digit_set, scan_like_set
 
@@ -56,6 +59,10 @@ class TrainConfig:
     learning_rate: float = 2e-3
     augment: bool = True
     augment_fraction: float = 1.0  # share of the training digits varied each epoch
+    clean_share: float = 0.0  # share of those only reshaped (rotation, scale, shear, pen)
+    ema: bool = False  # evaluate and keep an average of the weights
+    mixed_precision: bool = False  # compute in bfloat16 while training
+    checkpoints: Path | None = None  # keep each epoch's state here; resume from it
     non_digit_share: float = 0.0  # generated non-digits added per training digit (outlier exposure)
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
@@ -75,6 +82,7 @@ def image_dataset(
     shuffle_seed: int | None = None,
     augment_data: bool = False,
     augment_fraction: float = 1.0,
+    clean_share: float = 0.0,
 ):
     """28x28 MNIST-style arrays -> batched ``(inputs, targets)`` through the shared
     normalisation (:func:`~batchdigits.imaging.preprocess.normalize_batch`, as in ``predict``).
@@ -94,7 +102,7 @@ def image_dataset(
     if augment_data:
         seeds = t.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
         ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(
-            lambda xy, seed: (augment_batch(xy[0], seed, augment_fraction), xy[1]),
+            lambda xy, seed: (augment_batch(xy[0], seed, augment_fraction, clean_share), xy[1]),
             num_parallel_calls=t.data.AUTOTUNE,
             deterministic=True,
         )
@@ -132,65 +140,31 @@ def _inputs_and_targets():
     return finish
 
 
-def validation_dataset(images: np.ndarray, labels: np.ndarray, seed: int | None):
-    """The validation digits as they are and (with a ``seed``) once more, varied by the
-    training augmentation with a fixed draw: model selection, temperature and review
-    threshold then answer for the inputs real users have, not only for clean MNIST.
-    Returns the dataset and its labels in order."""
-    clean = image_dataset(images, labels, 512)
-    if seed is None:
-        return clean, labels
-    t = tf()
-    varied = np.concatenate(
-        [
-            augment_batch(images[i : i + 512], t.constant([seed, i], t.int64)).numpy()
-            for i in range(0, len(images), 512)
-        ]
-    )
-    both = clean.concatenate(image_dataset(varied, labels, 512))
-    return both, np.concatenate([labels, labels])
+def validation_parts(images: np.ndarray, labels: np.ndarray, seed: int | None):
+    """The validation digits as they are (``clean``) and, with a ``seed``, once more
+    varied by the training augmentation with a fixed draw (``varied``): ``{name:
+    (dataset, labels)}``. Model selection, temperature and review threshold then answer
+    for the inputs real users have, not only for clean MNIST."""
+    parts = {"clean": (image_dataset(images, labels, 512), labels)}
+    if seed is not None:
+        t = tf()
+        varied = np.concatenate(
+            [
+                augment_batch(images[i : i + 512], t.constant([seed, i], t.int64)).numpy()
+                for i in range(0, len(images), 512)
+            ]
+        )
+        parts["varied"] = (image_dataset(varied, labels, 512), labels)
+    return parts
 
 
-def _progress_callback(reporter: Reporter, epochs: int, steps: int):
-    k = keras()
-
-    class _Report(k.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            reporter.start(f"epoch {epoch + 1}/{epochs}", steps)
-
-        def on_train_batch_end(self, batch, logs=None):
-            reporter.advance(1)
-
-        def on_epoch_end(self, epoch, logs=None):
-            reporter.stop()
-            logs = logs or {}
-            reporter.log(
-                f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, "
-                f"accuracy {logs.get('accuracy', float('nan')):.4f}, "
-                f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}"
-            )
-
-    return _Report()
-
-
-def _best_weights_callback():
-    """Keep the weights of the epoch with the best validation accuracy (model selection)."""
-    k = keras()
-
-    class _Best(k.callbacks.Callback):
-        best = -1.0
-        weights = None
-
-        def on_epoch_end(self, epoch, logs=None):
-            acc = (logs or {}).get("val_accuracy", -1.0)
-            if acc > self.best:
-                self.best, self.weights = acc, self.model.get_weights()
-
-        def on_train_end(self, logs=None):
-            if self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    return _Best()
+def joined(parts: dict[str, Any]):
+    """The validation parts as one dataset and its labels, in order."""
+    datasets = [dataset for dataset, _ in parts.values()]
+    both = datasets[0]
+    for dataset in datasets[1:]:
+        both = both.concatenate(dataset)
+    return both, np.concatenate([labels for _, labels in parts.values()])
 
 
 def _logits(model, dataset) -> np.ndarray:
@@ -256,14 +230,18 @@ def train_model(
         config.seed,
         config.augment,
         config.augment_fraction,
+        config.clean_share,
     )
     seed = config.seed if config.augment else None
-    val_ds, y_val = validation_dataset(split["x_val"], split["y_val"], seed)
+    val_parts = validation_parts(split["x_val"], split["y_val"], seed)
     test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
-    model = build_model(**config.architecture)
+    with compute_dtype(config.mixed_precision):
+        model = build_model(**config.architecture)
     t0 = time.perf_counter()
-    best = _fit(model, train_ds, val_ds, len(split["x_fit"]), config, reporter)
+    best, curve = _fit(model, train_ds, val_parts, len(split["x_fit"]), config, reporter)
     seconds = time.perf_counter() - t0
+    model = as_float32(model)  # calibrated, measured and saved as it predicts
+    val_ds, y_val = joined(val_parts)
     model, calibration = calibrate(model, val_ds, y_val, test_ds, mnist.y_test)
     model = fold_batch_norm(model)  # the inference form, as saved
     # Quick trials (--limit) get proportionally small probe sets.
@@ -272,12 +250,13 @@ def train_model(
         "format": "batchdigits-model-card/2",
         **calibration,
         **probe_figures(model, mnist, n_probes, calibration["review_threshold"]),
-        "validation_accuracy": round(float(best.best), 6),
+        "validation_accuracy": round(float(best), 6),
         "test_images": int(len(mnist.x_test)),
         "train_images": split["train_images"],
         "train_non_digits": split["non_digits"],
         "validation_images": int(len(split["x_val"])),
-        **{key: value for key, value in asdict(config).items()},
+        **{key: value for key, value in asdict(config).items() if key != "checkpoints"},
+        "learning_curve": curve,
     }
     return model, {**card, **_provenance(model, mnist, seconds)}
 
@@ -304,35 +283,22 @@ def _split(mnist: Mnist, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _fit(model, train_ds, val_ds, n_fit: int, config: TrainConfig, reporter: Reporter):
-    """Adam with a cosine schedule; returns the callback holding the best epoch."""
+def _fit(model, train_ds, val_parts, n_fit: int, config: TrainConfig, reporter: Reporter):
+    """Adam with a cosine schedule, the learning curves measured on each validation part;
+    returns the best validation accuracy and the curve."""
     steps = -(-n_fit // config.batch_size)
     schedule = keras().optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, steps * config.epochs), alpha=0.01
     )
-    return fit(model, train_ds, val_ds, config.epochs, steps, schedule, reporter)
-
-
-def fit(model, train_ds, val_ds, epochs: int, steps: int, learning_rate, reporter: Reporter):
-    """Adam on cross-entropy for ``epochs`` of ``steps`` batches, progress reported; the
-    weights of the epoch with the best validation accuracy are kept. ``learning_rate``:
-    a number or a Keras schedule. Returns the callback holding the best accuracy."""
-    k = keras()
-    model.compile(
-        optimizer=k.optimizers.Adam(learning_rate=learning_rate),
-        loss=k.losses.CategoricalCrossentropy(),
-        metrics=["accuracy"],
+    plan = FitPlan(
+        config.epochs,
+        steps,
+        schedule,
+        ema=config.ema,
+        checkpoints=config.checkpoints,
+        curves=val_parts,
     )
-    best = _best_weights_callback()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=0,
-        callbacks=[_progress_callback(reporter, epochs, steps), best],
-    )
-    return best
+    return fit(model, train_ds, None, plan, reporter)
 
 
 def _provenance(model, mnist: Mnist, seconds: float) -> dict[str, Any]:
@@ -350,6 +316,12 @@ def _provenance(model, mnist: Mnist, seconds: float) -> dict[str, Any]:
     }
 
 
+def checkpoint_folder(output: str | os.PathLike) -> Path:
+    """Where ``train --resume`` keeps the state of a run saving ``output``."""
+    output = Path(output)
+    return output.with_name(output.name + ".checkpoints")
+
+
 def train(
     output: str | os.PathLike,
     data: str | os.PathLike | None = None,
@@ -364,4 +336,6 @@ def train(
     model, card = train_model(mnist, config, reporter)
     card["model_file"] = Path(output).name
     save_model(model, output, card)
+    if config.checkpoints is not None:  # the run is complete: nothing left to resume
+        shutil.rmtree(config.checkpoints, ignore_errors=True)
     return card

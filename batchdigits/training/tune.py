@@ -165,7 +165,8 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
     Returns the model and the calibration figures (``test_*`` on MNIST's test digits
     when MNIST is there, else on the held-out part)."""
     from batchdigits.runtime.lazy import keras
-    from batchdigits.training.train import calibrate, fit, image_dataset
+    from batchdigits.training.fitting import FitPlan, fit
+    from batchdigits.training.train import calibrate, image_dataset
 
     keras().utils.set_random_seed(options.seed)
     x = np.clip(np.rint(images["inputs"]), 0, 255).astype(np.uint8)
@@ -182,7 +183,7 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
     val_ds = image_dataset(x[held], y[held], 256)
     model = load_model(options.predict.model)
     steps = -(-len(x_fit) // options.batch_size)
-    fit(model, train_ds, val_ds, options.epochs, steps, options.learning_rate, reporter)
+    fit(model, train_ds, val_ds, FitPlan(options.epochs, steps, options.learning_rate), reporter)
     if mnist:
         test_ds, test_labels = image_dataset(mnist[2], mnist[3], 512), mnist[3]
     else:
