@@ -35,6 +35,7 @@ predictions go through :class:`batchdigits.model.inference.Inference`: one code 
 
 from __future__ import annotations
 
+from batchdigits.imaging.components import only_handwriting
 from batchdigits.imaging.ink import (
     background,
     first_last,
@@ -196,6 +197,7 @@ def normalize_batch(gray, sizes):
     x = t.nn.relu(x - background(x, h, w)) * t.cast(valid, t.float32)
     x, contrast = stretch(x, h, w, valid)
     x = without_salt_and_pepper(x)
+    x = only_handwriting(x, h, w)
     x = without_edge_lines(x, h, w)
     x = without_specks(x, h, w)
     has_digit = (contrast >= MIN_CONTRAST) & has_stroke(x, h, w)

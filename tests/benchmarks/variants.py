@@ -15,6 +15,7 @@ import io
 from collections.abc import Callable
 
 import numpy as np
+from fields import loose_field
 from PIL import Image, ImageDraw, ImageFilter
 
 Variant = Callable[[np.ndarray, np.random.Generator, bool], np.ndarray]
@@ -230,6 +231,7 @@ VARIANTS: dict[str, Variant] = {
     "outline": outline,
     "crossing-line": crossing_line,
     "photo": photo,
+    "loose-field": loose_field,
 }
 
 #: The share of right answers each variant must reach (issue 13's bounds).
