@@ -13,6 +13,7 @@ centred line alone, which is a 1.
 
 from __future__ import annotations
 
+from batchdigits.imaging.ink import first_last
 from batchdigits.imaging.resample import per_image
 from batchdigits.runtime.lazy import tf
 
@@ -26,8 +27,20 @@ _MARGIN_DEPTH = 0.6  # ... and reaches less than this share across the image
 _BORDER_WEIGHT = 0.35  # a piece touching the edge counts this much when choosing the digit
 _NEAR = 0.3  # pieces within this share of the digit's size of its box are near it ...
 _SHARE = 0.1  # ... and kept with it when they hold at least this share of its ink
-_RULED = 0.7  # a ruling runs straight across at least this share of the image ...
-_RUNS = (12, 18, 26, 36, 44)  # ... measured with the longest of these runs (pixels) within it
+_BAND_FILL = 0.9  # a margin's rows (columns) are at least this much ink ...
+_BAND_DEPTH = 0.45  # ... and reach at most this share into the image
+_BLOCK_FILL = 0.8  # a piece filling this share of its box ...
+_BLOCK_SIDE = 0.2  # ... at least this share of the image thick is a patch, not writing
+_RESIDUE = 0.6  # a piece with this share of its pixels beside a removed line is its rest
+_HAIR_LENGTH = 0.3  # a piece this share of the image long ...
+_HAIR_ASPECT = 10.0  # ... and this many times longer than wide is a hairline
+_SMALLEST = 0.1  # the digit's piece spans at least this share of the image's longer side
+_TIGHT = 0.5  # a digit touching the edge and spanning this share of the image: a tight crop
+_CLUTTER = 0.3  # a crop is localised when at least this share of its ink is not writing
+_SMALL_CROP = 40  # crops at most this long (pixels) are never searched
+_ONE_WIDTH = 0.07  # a lone line is read as a 1 when at least this share of its length wide
+_RULED = 0.9  # a ruling runs straight across at least this share of the image ...
+_RUNS = (16, 24, 32, 40, 48, 56, 64)  # ... measured with the longest of these runs within it
 
 
 def _channels(v):
@@ -44,22 +57,55 @@ def ruled(ink, h, w):
     """The pixels of rulings: ink in a straight run along a row (column), a pixel of
     drift allowed, at least :data:`_RULED` of the image long. ``ink (B, H, W)`` bool ->
     bool. (An opening with a run as long as the ruling asks for: the batch's images
-    choose among a few lengths the longest within their own share.)"""
+    choose among a few lengths the shortest that is as long as their own share.)"""
     t = tf()
     m = _channels(t.cast(ink, t.float32))
     out = t.zeros_like(m)
     for along, extent in ((2, w), (1, h)):
         drift = (3, 1) if along == 2 else (1, 3)
-        d = t.nn.max_pool2d(m, drift, 1, "SAME")
+        # paper beyond the edges, so a run ends there (pooling would ignore the outside)
+        pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
+        pad[along] = [_RUNS[-1], _RUNS[-1]]
+        d = t.pad(t.nn.max_pool2d(m, drift, 1, "SAME"), pad)
         wanted = _RULED * t.cast(extent, t.float32)[None, None, None, :]
-        chosen = t.zeros_like(m)
-        for run in _RUNS:
+        chosen = t.zeros_like(d)
+        for run in sorted(_RUNS, reverse=True):  # the shortest run as long as wanted decides
             window = (1, run) if along == 2 else (run, 1)
             opened = t.nn.max_pool2d(-t.nn.max_pool2d(-d, window, 1, "SAME"), window, 1, "SAME")
-            chosen = t.where(wanted >= run, opened, chosen)
+            chosen = t.where(wanted <= run, opened, chosen)
+        n = t.shape(m)[along]
+        chosen = (
+            chosen[:, :, _RUNS[-1] : _RUNS[-1] + n]
+            if along == 2
+            else chosen[:, _RUNS[-1] : _RUNS[-1] + n]
+        )
         out = t.maximum(out, chosen)
-    out = t.nn.max_pool2d(out, 3, 1, "SAME") * t.nn.max_pool2d(m, 3, 1, "SAME")
-    return _batch(out) > 0.0  # with the line's soft edge
+    return _batch(out * m) > 0.0
+
+
+def margins(ink, h, w):
+    """The bands along the edges that are mostly ink (a scanner margin, a cell's shadow,
+    skewed or ragged along its inner side): from each edge, the rows (columns) that are
+    at least :data:`_BAND_FILL` ink, one after another, up to :data:`_BAND_DEPTH` of the
+    image. ``ink (B, H, W)`` bool -> bool."""
+    t = tf()
+    f = t.cast(ink, t.float32)
+    out = t.zeros_like(ink)
+    for axis, extent, across in ((2, w, h), (1, h, w)):
+        # share of ink in each column (axis 1 summed) or row (axis 2 summed)
+        share = t.reduce_sum(f, 3 - axis) / t.cast(across, t.float32)[:, None]
+        full = t.cast(share >= _BAND_FILL, t.float32)
+        n = t.shape(full)[1]
+        i = t.range(n)[None, :]
+        inside = i < extent[:, None]
+        depth = t.cast(_BAND_DEPTH * t.cast(extent, t.float32), t.int32)[:, None]
+        from_start = t.math.cumprod(full, 1) > 0.0
+        mirrored = t.reverse_sequence(full * t.cast(inside, t.float32), extent, 1, 0)
+        from_end = t.reverse_sequence(t.math.cumprod(mirrored, 1), extent, 1, 0) > 0.0
+        band = (from_start & (i < depth)) | (from_end & inside & (i >= extent[:, None] - depth))
+        band = band[:, None, :] if axis == 2 else band[:, :, None]
+        out = out | band
+    return out
 
 
 def label_pieces(mask):
@@ -93,9 +139,10 @@ def label_pieces(mask):
     return t.transpose(labels[0], [2, 0, 1])
 
 
-def _piece_stats(labels, x, h, w):
+def _piece_stats(labels, x, h, w, by_lines):
     """Per piece (one segment per possible label of each image, ``(B, n + 1)``): pixel
-    count, ink, box, centroid, and its pixels on each of the four edges."""
+    count, ink, box, centroid, its pixels on each of the four edges, and those next to a
+    removed line or margin (``by_lines (B, H, W)``)."""
     t = tf()
     shape = t.shape(labels)
     n = shape[1] * shape[2]
@@ -128,6 +175,7 @@ def _piece_stats(labels, x, h, w):
         "bottom": summed(on * t.cast(rows == per_image(hf - 1.0), t.float32)),
         "left": summed(on * t.cast(cols == 0.0, t.float32)),
         "right": summed(on * t.cast(cols == per_image(wf - 1.0), t.float32)),
+        "by_lines": summed(on * t.cast(by_lines, t.float32)),
     }
     return stats
 
@@ -140,6 +188,9 @@ def _structure(s, hf, wf):
     hi, wi = hf[:, None], wf[:, None]
     upright = (hh >= _LINE_LENGTH * hi) & (hh >= _LINE_ASPECT * ww)
     lying = (ww >= _LINE_LENGTH * wi) & (ww >= _LINE_ASPECT * hh)
+    # a hairline a third of the image long is a ruling's part, not a stroke
+    upright = upright | ((hh >= _HAIR_LENGTH * hi) & (hh >= _HAIR_ASPECT * ww))
+    lying = lying | ((ww >= _HAIR_LENGTH * wi) & (ww >= _HAIR_ASPECT * hh))
     fill = s["count"] / t.maximum(hh * ww, 1.0)
     solid = fill >= _MARGIN_FILL
     along_side = ((s["left"] >= _MARGIN_EDGE * hi) | (s["right"] >= _MARGIN_EDGE * hi)) & (
@@ -148,7 +199,14 @@ def _structure(s, hf, wf):
     along_end = ((s["top"] >= _MARGIN_EDGE * wi) | (s["bottom"] >= _MARGIN_EDGE * wi)) & (
         hh < _MARGIN_DEPTH * hi
     )
-    margin = solid & (along_side | along_end)
+    thick = t.minimum(hh, ww) >= _BLOCK_SIDE * t.minimum(hi, wi)
+    block = (fill >= _BLOCK_FILL) & thick  # a dark patch, no stroke
+    residue = s["by_lines"] >= _RESIDUE * s["count"]  # what is left of a ruling or margin
+    hugging = (t.maximum(s["left"], s["right"]) >= 0.5 * hh) | (
+        t.maximum(s["top"], s["bottom"]) >= 0.5 * ww
+    )
+    patch = (fill >= _MARGIN_FILL) & hugging  # a solid piece along the edge: a margin's rest
+    margin = (solid & (along_side | along_end)) | block | residue | patch
     cy, cx = s["rsum"] / t.maximum(s["count"], 1.0), s["csum"] / t.maximum(s["count"], 1.0)
     centred = (
         t.where(
@@ -159,7 +217,9 @@ def _structure(s, hf, wf):
         < 0.2
     )
     line = upright | lying
-    return line, margin, line & centred & ~margin
+    # a handwritten 1 is a stroke, not a hairline: a ruling's rest is far thinner
+    stroke = s["count"] >= _ONE_WIDTH * t.maximum(hh, ww) ** 2
+    return line, margin, line & centred & ~margin & stroke
 
 
 def _choose(s, keep_mask, hf, wf):
@@ -197,39 +257,72 @@ def handwriting(x, h, w):
     as it is; an image with nothing but lines and margins, empty."""
     t = tf()
     ink = x >= _INK
-    lines = ruled(ink, h, w)
+    lines = ruled(ink, h, w) | margins(ink, h, w)
+    # the lines' soft edges (fainter than the pieces) go with them
+    edges = _batch(t.nn.max_pool2d(_channels(t.cast(lines, t.float32)), 3, 1, "SAME")) > 0.0
+    lines = lines | (edges & ~ink)
     unruled = x * t.cast(~lines, t.float32)
     labels = label_pieces(ink & ~lines)
-    s = _piece_stats(labels, unruled, h, w)
+    by_lines = _batch(t.nn.max_pool2d(_channels(t.cast(lines, t.float32)), 3, 1, "SAME")) > 0.0
+    s = _piece_stats(labels, unruled, h, w, by_lines)
     hf, wf = t.cast(h, t.float32), t.cast(w, t.float32)
     present = s["count"] > 0.0
     present = t.concat([t.zeros_like(present[:, :1]), present[:, 1:]], 1)  # 0: no piece
     line, margin, lone_one = _structure(s, hf, wf)
     writing = present & ~line & ~margin
-    main, found, border = _choose(s, writing, hf, wf)
-    tight = t.gather(border, main[:, None], batch_dims=1)[:, 0] & found
-    _, found_one, _ = _choose(s, present & lone_one, hf, wf)
-    kept = writing & _near(s, main) & ~border
+    span_r, span_c = s["r1"] - s["r0"] + 1.0, s["c1"] - s["c0"] + 1.0
+    longer = t.maximum(hf, wf)[:, None]
+    big = t.maximum(span_r, span_c) >= _SMALLEST * longer
+    main, found, border = _choose(s, writing & big, hf, wf)
+    spans = (span_r >= _TIGHT * hf[:, None]) | (span_c >= _TIGHT * wf[:, None])
+    tight = t.gather(border & spans, main[:, None], batch_dims=1)[:, 0] & found
+    main_one, found_one, _ = _choose(s, present & lone_one, hf, wf)
+    main = t.where(found, main, main_one)
+    kept = writing & _near(s, main) & ~border & found[:, None]
     pieces = t.range(t.shape(present)[1])[None, :]
-    kept = (kept | (pieces == main[:, None])) & found[:, None]
+    kept = (kept | (pieces == main[:, None])) & (found | found_one)[:, None]
     keep_pixel = t.gather(kept, t.cast(labels, t.int32), batch_dims=1)
     # the faint ink around the kept strokes (below the pieces' level) stays with them
     near_kept = _batch(t.nn.max_pool2d(_channels(t.cast(keep_pixel, t.float32)), 3, 1, "SAME"))
     faint = (x < _INK) & (near_kept > 0.0) & ~lines
     loose = x * t.cast(keep_pixel | faint, t.float32)
-    as_is = per_image(tight | (found_one & ~found))
-    return t.where(as_is, x, loose)
+    one = ~found & ~found_one & _centred_stroke(ink & lines, hf, wf)
+    # a crop whose clutter is a small share of its ink is left as it is (a tight crop:
+    # what looked like a ruling or a margin is a stroke of its digit)
+    total = t.reduce_sum(t.cast(ink, t.float32), [1, 2])
+    gone = total - t.reduce_sum(t.cast(loose >= _INK, t.float32), [1, 2])
+    cluttered = gone >= _CLUTTER * total
+    return t.where(per_image(tight | one | ~cluttered), x, loose)
+
+
+def _centred_stroke(removed, hf, wf):
+    """Per image: do the removed lines form one centred stroke as wide as a pen (a 1 as
+    long as the crop, not a ruling)?"""
+    t = tf()
+    y0, y1 = first_last(t.reduce_any(removed, 2))
+    x0, x1 = first_last(t.reduce_any(removed, 1))
+    hh, ww = (t.cast(v, t.float32) for v in (y1 - y0, x1 - x0))
+    count = t.reduce_sum(t.cast(removed, t.float32), [1, 2])
+    upright = hh >= ww
+    mid = t.where(
+        upright, t.cast(x0 + x1, t.float32) / 2.0 / wf, t.cast(y0 + y1, t.float32) / 2.0 / hf
+    )
+    length = t.maximum(hh, ww)
+    return (t.abs(mid - 0.5) < 0.2) & (count >= _ONE_WIDTH * length**2) & (length > 0.0)
 
 
 def touches_edge(x, h, w):
-    """Per image: is there ink (at the pieces' level) on its valid border? A crop whose
-    ink keeps clear of its edges (MNIST, a clean digit on paper) skips the search."""
+    """Per image: is there ink (at the pieces' level) on its valid border, in a crop
+    larger than :data:`_SMALL_CROP` pixels? A crop whose ink keeps clear of its edges
+    (MNIST, a clean digit on paper) skips the search; so does a small one, which has no
+    room for margins and rulings beside a digit (a tight crop, a scaled-up tiny digit:
+    there a stroke would look like a ruling)."""
     t = tf()
     ink = x >= _INK
     rows = t.range(t.shape(x)[1])[None, :, None]
     cols = t.range(t.shape(x)[2])[None, None, :]
     edge = (rows == 0) | (cols == 0) | (rows == per_image(h - 1)) | (cols == per_image(w - 1))
-    return t.reduce_any(ink & edge, [1, 2])
+    return t.reduce_any(ink & edge, [1, 2]) & (t.maximum(h, w) > _SMALL_CROP)
 
 
 def only_handwriting(x, h, w):

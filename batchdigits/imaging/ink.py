@@ -78,16 +78,13 @@ def ink_is_bright(gray, h, w):
     t = tf()
     small = resample_grid(gray, h, w, _ANALYSIS, pool=2)
     small = t.nn.avg_pool2d(small[..., None], 3, 1, "SAME")[..., 0]
-    detail = small - gaussian_blur(small, _ANALYSIS, _ANALYSIS / 5.0)
-    low = t.reduce_min(detail, [1, 2], keepdims=True)
-    spread = t.maximum(t.reduce_max(detail, [1, 2], keepdims=True) - low, 1e-6)
-    levels = (detail - low) / spread * 255.0
-    hist = _histogram(t.reshape(levels, [t.shape(levels)[0], -1]))
-    bright = levels >= t.cast(_otsu(hist), t.float32)[:, None, None]
+    bright, hist = _two_classes(small - gaussian_blur(small, _ANALYSIS, _ANALYSIS / 5.0))
     survival = _survival(bright)
     thinner = survival[:, 1] - survival[:, 0]
     smaller = 0.5 - t.reduce_mean(t.cast(bright, t.float32), [1, 2])
-    b = t.cast(bright, t.float32)
+    # The sides are read on the small copy as it is: without its shading, a wide band
+    # along an edge (a scanner margin) would fade into the paper.
+    b = t.cast(_two_classes(small)[0], t.float32)
     sides = t.stack([b[:, 0, :], b[:, -1, :], b[:, :, 0], b[:, :, -1]], 1)
     ordered = t.sort(t.reduce_mean(sides, 2), axis=1)
     not_sides = 0.5 - (ordered[:, 1] + ordered[:, 2]) / 2.0
@@ -95,6 +92,17 @@ def ink_is_bright(gray, h, w):
     # the extreme that lies farther from the typical level.
     farther = (255.0 - 2.0 * _quantile(hist, 0.5)) / 255.0 / 2.0
     return thinner + smaller + not_sides + farther > 0.0
+
+
+def _two_classes(image):
+    """``image (B, n, n)`` stretched to 0..255 and split by Otsu's threshold: the bright
+    class ``(B, n, n)`` and the histogram ``(B, 256)``."""
+    t = tf()
+    low = t.reduce_min(image, [1, 2], keepdims=True)
+    spread = t.maximum(t.reduce_max(image, [1, 2], keepdims=True) - low, 1e-6)
+    levels = (image - low) / spread * 255.0
+    hist = _histogram(t.reshape(levels, [t.shape(levels)[0], -1]))
+    return levels >= t.cast(_otsu(hist), t.float32)[:, None, None], hist
 
 
 def background(x, h, w):
