@@ -9,6 +9,7 @@ import pytest
 
 from batchdigits.errors import OutputError
 from batchdigits.model.store import card_path, load_model, read_card, save_model
+from batchdigits.progress import NullReporter
 from batchdigits.training.train import TrainConfig, split_train_validation, train, train_model
 
 
@@ -127,3 +128,51 @@ def test_training_is_deterministic_for_a_seed(mnist):
     b, _ = train_model(mnist, config)
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+class _Recorder(NullReporter):
+    """Records what it is told; with ``stop``, stops the run (as Ctrl-C would) once the
+    first epoch is done."""
+
+    def __init__(self, stop: bool):
+        self.stop_run, self.lines = stop, []
+
+    def log(self, message):
+        self.lines.append(message)
+        if self.stop_run and message.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_after_its_last_epoch_with_its_curve(
+    tmp_path, mnist, monkeypatch
+):
+    from batchdigits.training import train as training
+    from batchdigits.training.train import checkpoint_folder
+
+    monkeypatch.setattr(training, "load_mnist", lambda data, verify: mnist)
+    out = tmp_path / "m.keras"
+    folder = checkpoint_folder(out)
+    config = TrainConfig(
+        epochs=2,
+        limit=360,
+        batch_size=32,
+        seed=5,
+        checkpoints=folder,
+        ema=True,
+        clean_share=0.5,
+        probe_images=0,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(out, config=config, reporter=_Recorder(stop=True))
+    assert not out.exists() and (folder / "best.json").is_file()
+    second = _Recorder(stop=False)
+    card = train(out, config=config, reporter=second)
+    epochs = [line.split(":")[0] for line in second.lines]
+    assert epochs == ["epoch 2/2"], second.lines  # the first epoch is not trained again
+    assert [row["epoch"] for row in card["learning_curve"]] == [1, 2]
+    for row in card["learning_curve"]:
+        assert 0.0 <= row["val_clean"] <= 1.0 and 0.0 <= row["val_varied"] <= 1.0
+    assert card["ema"] is True and card["clean_share"] == 0.5 and "checkpoints" not in card
+    assert out.is_file() and not folder.exists()  # a finished run leaves no state behind
+    assert load_model(out).count_params() == card["parameters"]

@@ -40,7 +40,7 @@ _CLUTTER = 0.3  # a crop is localised when at least this share of its ink is not
 _SMALL_CROP = 40  # crops at most this long (pixels) are never searched
 _ONE_WIDTH = 0.07  # a lone line is read as a 1 when at least this share of its length wide
 _RULED = 0.9  # a ruling runs straight across at least this share of the image ...
-_RUNS = (16, 24, 32, 40, 48, 56, 64)  # ... measured with the longest of these runs within it
+_RUNS = (15, 23, 31, 39, 47, 55, 63)  # ... measured with the longest of these runs within it
 
 
 def _channels(v):
@@ -188,9 +188,10 @@ def _structure(s, hf, wf):
     hi, wi = hf[:, None], wf[:, None]
     upright = (hh >= _LINE_LENGTH * hi) & (hh >= _LINE_ASPECT * ww)
     lying = (ww >= _LINE_LENGTH * wi) & (ww >= _LINE_ASPECT * hh)
-    # a hairline a third of the image long is a ruling's part, not a stroke
-    upright = upright | ((hh >= _HAIR_LENGTH * hi) & (hh >= _HAIR_ASPECT * ww))
-    lying = lying | ((ww >= _HAIR_LENGTH * wi) & (ww >= _HAIR_ASPECT * hh))
+    # a hairline from the edge a third of the image long is a ruling's part, not a stroke
+    edge = s["top"] + s["bottom"] + s["left"] + s["right"] > 0.0
+    upright = upright | ((hh >= _HAIR_LENGTH * hi) & (hh >= _HAIR_ASPECT * ww) & edge)
+    lying = lying | ((ww >= _HAIR_LENGTH * wi) & (ww >= _HAIR_ASPECT * hh) & edge)
     fill = s["count"] / t.maximum(hh * ww, 1.0)
     solid = fill >= _MARGIN_FILL
     along_side = ((s["left"] >= _MARGIN_EDGE * hi) | (s["right"] >= _MARGIN_EDGE * hi)) & (
@@ -307,8 +308,10 @@ def _centred_stroke(removed, hf, wf):
     mid = t.where(
         upright, t.cast(x0 + x1, t.float32) / 2.0 / wf, t.cast(y0 + y1, t.float32) / 2.0 / hf
     )
-    length = t.maximum(hh, ww)
-    return (t.abs(mid - 0.5) < 0.2) & (count >= _ONE_WIDTH * length**2) & (length > 0.0)
+    length, across = t.maximum(hh, ww), t.minimum(hh, ww)
+    narrow = across <= 0.35 * t.where(upright, wf, hf)  # one stroke, not lines at both sides
+    pen = count >= _ONE_WIDTH * length**2
+    return (t.abs(mid - 0.5) < 0.2) & pen & narrow & (length > 0.0)
 
 
 def touches_edge(x, h, w):

@@ -1,0 +1,143 @@
+"""Finding the handwriting in a loose crop: the pieces, the rulings and margins that go,
+and what is left alone (MNIST, tight and small crops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from fields import empty_field, loose_field
+
+from batchdigits.imaging.components import (
+    handwriting,
+    label_pieces,
+    margins,
+    only_handwriting,
+    ruled,
+)
+from batchdigits.imaging.preprocess import normalize
+
+
+def _flood_pieces(mask: np.ndarray) -> np.ndarray:
+    """Reference 8-connected labelling (one id per piece, 0 off the mask), plain Python."""
+    out = np.zeros(mask.shape, int)
+    n = 0
+    for start in zip(*np.nonzero(mask), strict=True):
+        if out[start]:
+            continue
+        n += 1
+        stack = [start]
+        out[start] = n
+        while stack:
+            r, c = stack.pop()
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rr, cc = r + dr, c + dc
+                    inside = 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1]
+                    if inside and mask[rr, cc] and not out[rr, cc]:
+                        out[rr, cc] = n
+                        stack.append((rr, cc))
+    return out
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = {(int(x), int(y)) for x, y in zip(a.ravel(), b.ravel(), strict=True)}
+    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+
+
+def test_pieces_match_a_flood_fill_on_random_masks_and_a_long_spiral():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((24, 30)) < p for p in (0.2, 0.45, 0.6)]
+    spiral = np.zeros((24, 30), bool)  # one piece hundreds of pixels long
+    top, left, bottom, right = 0, 0, 23, 29
+    while top <= bottom and left <= right:
+        spiral[top, left : right + 1] = spiral[top : bottom + 1, right] = True
+        spiral[bottom, left : right + 1] = True
+        spiral[top + 2 : bottom + 1, left] = True
+        top, left, bottom, right = top + 2, left + 2, bottom - 2, right - 2
+    masks.append(spiral)
+    labels = label_pieces(tf.constant(np.stack(masks))).numpy()
+    for mask, got in zip(masks, labels, strict=True):
+        assert ((got > 0) == mask).all()
+        assert _same_partition(got, _flood_pieces(mask))
+
+
+def _ink(h: int, w: int) -> np.ndarray:
+    return np.zeros((h, w), np.float32)
+
+
+def _run(x: np.ndarray):
+    h, w = x.shape
+    batch = tf.constant(x[None])
+    return handwriting(batch, tf.constant([h]), tf.constant([w]))[0].numpy()
+
+
+def _digit_like(x: np.ndarray, top: int, left: int, size: int = 14) -> None:
+    """A ring (a 0), ``size`` px, drawn with a 2 px pen."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - size / 2 + 0.5, xx - size / 2 + 0.5)
+    x[top : top + size, left : left + size] = np.maximum(
+        x[top : top + size, left : left + size], ((r > size / 2 - 3) & (r < size / 2)) * 1.0
+    )
+
+
+def test_rulings_margins_and_a_cut_mark_go_the_digit_stays():
+    x = _ink(64, 48)
+    x[:, :12] = 1.0  # a scanner margin along the left
+    x[:, 40] = 1.0  # a ruling
+    x[5, :] = 1.0  # a horizontal ruling
+    x[30:40, 46:48] = 1.0  # a neighbour's stroke cut by the right edge
+    _digit_like(x, 24, 20)
+    out = _run(x)
+    kept = out >= 0.25
+    assert kept[24:38, 20:34].sum() >= 0.9 * (x[24:38, 20:34] >= 0.25).sum()
+    assert not kept[:, :12].any() and not kept[:, 40].any() and not kept[5].any()
+    assert not kept[30:40, 46:48].any()
+
+
+def test_a_cell_of_rulings_and_a_margin_alone_has_no_handwriting():
+    x = _ink(64, 48)
+    x[:, 36:48] = 1.0
+    x[:, 3] = x[:, 30] = x[60, :] = 1.0
+    assert not (_run(x) >= 0.25).any()
+
+
+def test_rulings_and_margins_found_with_some_drift():
+    x = np.zeros((1, 64, 64), bool)
+    rows = np.arange(64)
+    x[0, rows, 50 + rows // 40] = True  # a ruling drifting by a pixel
+    x[0, :, :8] = True  # a margin
+    x[0, 20:30, 20:30] = True  # not a line: a blob in the middle
+    h = w = tf.constant([64])
+    lines = ruled(tf.constant(x), h, w)[0].numpy()
+    band = margins(tf.constant(x), h, w)[0].numpy()
+    assert lines[rows, 50 + rows // 40].all() and not lines[20:30, 20:30].any()
+    assert band[:, :8].all() and not band[:, 20:].any()
+
+
+def test_small_crops_and_clear_ink_are_left_exactly_as_they_are(mnist):
+    # MNIST (28 px) and a 36 px tight crop whose strokes touch every edge: no search
+    digits = mnist.x_test[:64].astype(np.float32) / 255.0
+    h = w = tf.fill([64], 28)
+    out = only_handwriting(tf.constant(digits), h, w).numpy()
+    assert np.array_equal(out, digits)
+    tight = np.zeros((1, 36, 36), np.float32)
+    tight[0, :, 0] = tight[0, 0, :] = tight[0, :, 17] = 1.0
+    out = only_handwriting(tf.constant(tight), tf.constant([36]), tf.constant([36])).numpy()
+    assert np.array_equal(out, tight)
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_loose_fields_normalise_to_the_digit_alone(mnist, dark):
+    rng = np.random.default_rng(7)
+    digit = mnist.x_test[3]  # a 0
+    image = loose_field(digit, rng, dark)
+    model_input, found = normalize(image)
+    assert found
+    # the digit fills the 20 px box as MNIST's do: its ink is not squeezed into a thin
+    # strip by a ruling or a margin at the other end of the crop
+    ink = model_input[..., 0] > 60
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    assert rows[-1] - rows[0] >= 15 and cols[-1] - cols[0] >= 8
+    empty, found = normalize(empty_field(None, np.random.default_rng(1), dark))
+    assert not found and not empty.any()
