@@ -16,6 +16,55 @@ from batchdigits.cli.params import DataOption, MaxPixelsOption, ModelOption, Ski
 from batchdigits.errors import ExitCode
 from batchdigits.options import DEFAULT_MAX_PIXELS, PredictOptions
 
+AugmentOption = Annotated[
+    bool,
+    typer.Option(
+        "--augment/--no-augment",
+        help="Vary the training digits each epoch: rotation, scale, shear, pen, blur, noise.",
+    ),
+]
+NonDigitShareOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Generated non-digits to add per training digit, with a uniform target "
+        "(outlier exposure; 0: none).",
+    ),
+]
+CleanShareOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Share of the training digits only reshaped (rotation, scale, shear, pen), "
+        "not given the real-world changes.",
+    ),
+]
+EmaOption = Annotated[
+    bool,
+    typer.Option(
+        "--ema/--no-ema",
+        help="Evaluate and keep a moving average of the weights (smoother, often better).",
+    ),
+]
+MixedPrecisionOption = Annotated[
+    bool,
+    typer.Option(
+        "--mixed-precision/--float32",
+        help="Compute in bfloat16 while training (faster only where the CPU has bfloat16 "
+        "instructions); the saved model computes in float32.",
+    ),
+]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume/--no-resume",
+        help="Keep each epoch's state in OUTPUT.checkpoints/ and, when that folder "
+        "is there from an interrupted run, carry on after its last finished epoch.",
+    ),
+]
+
 
 @app.command()
 def train(
@@ -30,54 +79,12 @@ def train(
         int | None,
         typer.Option(min=12, help="Train on the first N training images only (quick trials)."),
     ] = None,
-    augment: Annotated[
-        bool,
-        typer.Option(
-            "--augment/--no-augment",
-            help="Vary the training digits each epoch: rotation, scale, shear, pen, blur, noise.",
-        ),
-    ] = True,
-    non_digit_share: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Generated non-digits to add per training digit, with a uniform target "
-            "(outlier exposure; 0: none).",
-        ),
-    ] = 0.0,
-    clean_share: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Share of the training digits only reshaped (rotation, scale, shear, pen), "
-            "not given the real-world changes.",
-        ),
-    ] = 0.0,
-    ema: Annotated[
-        bool,
-        typer.Option(
-            "--ema/--no-ema",
-            help="Evaluate and keep a moving average of the weights (smoother, often better).",
-        ),
-    ] = False,
-    mixed_precision: Annotated[
-        bool,
-        typer.Option(
-            "--mixed-precision/--float32",
-            help="Compute in bfloat16 while training (faster where the CPU supports it); "
-            "the saved model computes in float32.",
-        ),
-    ] = False,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume/--no-resume",
-            help="Keep each epoch's state in OUTPUT.checkpoints/ and, when that folder "
-            "is there from an interrupted run, carry on after its last finished epoch.",
-        ),
-    ] = False,
+    augment: AugmentOption = True,
+    non_digit_share: NonDigitShareOption = 0.0,
+    clean_share: CleanShareOption = 0.0,
+    ema: EmaOption = False,
+    mixed_precision: MixedPrecisionOption = False,
+    resume: ResumeOption = False,
     skip_checksum: SkipChecksumOption = False,
 ) -> None:
     """Train a new model on MNIST and save it with its model card (NAME.card.json)."""

@@ -293,7 +293,11 @@ def handwriting(x, h, w):
     total = t.reduce_sum(t.cast(ink, t.float32), [1, 2])
     gone = total - t.reduce_sum(t.cast(loose >= _INK, t.float32), [1, 2])
     cluttered = gone >= _CLUTTER * total
-    return t.where(per_image(tight | one | ~cluttered), x, loose)
+    # only a crop with a ruling or a margin in it is a form's field (noise or grain,
+    # however clumpy, is not searched for a digit)
+    structural = present & (line | margin) & big  # a margin's rest, a broken ruling
+    ruled_crop = t.reduce_any(lines & ink, [1, 2]) | t.reduce_any(structural, 1)
+    return t.where(per_image(tight | one | ~cluttered | ~ruled_crop), x, loose)
 
 
 def _centred_stroke(removed, hf, wf):
