@@ -53,6 +53,12 @@ def _batch(v):
     return tf().transpose(v[0], [2, 0, 1])
 
 
+def _grown(mask):
+    """``mask (B, H, W)`` bool grown by one pixel (a 3x3 maximum)."""
+    t = tf()
+    return _batch(t.nn.max_pool2d(_channels(t.cast(mask, t.float32)), 3, 1, "SAME")) > 0.0
+
+
 def ruled(ink, h, w):
     """The pixels of rulings: ink in a straight run along a row (column), a pixel of
     drift allowed, at least :data:`_RULED` of the image long. ``ink (B, H, W)`` bool ->
@@ -120,7 +126,7 @@ def label_pieces(mask):
     t = tf()
     shape = t.shape(mask)
     n = shape[1] * shape[2]
-    m = t.transpose(t.cast(mask, t.float32), [1, 2, 0])[None]  # (1, H, W, B)
+    m = _channels(t.cast(mask, t.float32))
     index = t.reshape(t.range(1, n + 1, dtype=t.float32), [1, shape[1], shape[2], 1])
     image = t.cast(t.range(shape[0]), t.float32)
     batch = t.cast(shape[0], t.float32)
@@ -136,7 +142,7 @@ def label_pieces(mask):
     _, labels, _ = t.while_loop(
         lambda i, labels, changed: changed & (i < _MAX_STEPS), body, [0, index * m, True]
     )
-    return t.transpose(labels[0], [2, 0, 1])
+    return _batch(labels)
 
 
 def _piece_stats(labels, x, h, w, by_lines):
@@ -260,12 +266,10 @@ def handwriting(x, h, w):
     ink = x >= _INK
     lines = ruled(ink, h, w) | margins(ink, h, w)
     # the lines' soft edges (fainter than the pieces) go with them
-    edges = _batch(t.nn.max_pool2d(_channels(t.cast(lines, t.float32)), 3, 1, "SAME")) > 0.0
-    lines = lines | (edges & ~ink)
+    lines = lines | (_grown(lines) & ~ink)
     unruled = x * t.cast(~lines, t.float32)
     labels = label_pieces(ink & ~lines)
-    by_lines = _batch(t.nn.max_pool2d(_channels(t.cast(lines, t.float32)), 3, 1, "SAME")) > 0.0
-    s = _piece_stats(labels, unruled, h, w, by_lines)
+    s = _piece_stats(labels, unruled, h, w, _grown(lines))
     hf, wf = t.cast(h, t.float32), t.cast(w, t.float32)
     present = s["count"] > 0.0
     present = t.concat([t.zeros_like(present[:, :1]), present[:, 1:]], 1)  # 0: no piece
@@ -284,8 +288,7 @@ def handwriting(x, h, w):
     kept = (kept | (pieces == main[:, None])) & (found | found_one)[:, None]
     keep_pixel = t.gather(kept, t.cast(labels, t.int32), batch_dims=1)
     # the faint ink around the kept strokes (below the pieces' level) stays with them
-    near_kept = _batch(t.nn.max_pool2d(_channels(t.cast(keep_pixel, t.float32)), 3, 1, "SAME"))
-    faint = (x < _INK) & (near_kept > 0.0) & ~lines
+    faint = (x < _INK) & _grown(keep_pixel) & ~lines
     loose = x * t.cast(keep_pixel | faint, t.float32)
     one = ~found & ~found_one & _centred_stroke(ink & lines, hf, wf)
     # a crop whose clutter is a small share of its ink is left as it is (a tight crop:
