@@ -7,6 +7,7 @@ uneven paper and scanner noise. Made with numpy and Pillow from one 28x28 MNIST 
 from __future__ import annotations
 
 import numpy as np
+from drawing import ink_box, paint, to_u8
 from PIL import Image, ImageDraw, ImageFont
 
 _PRINT = ["No.", "Nr", "Amt", "Total", "Date", "ID", "Ref", "Qty", "Page", "Row"]
@@ -14,9 +15,7 @@ _PRINT = ["No.", "Nr", "Amt", "Total", "Date", "ID", "Ref", "Qty", "Page", "Row"
 
 def _scaled(digit: np.ndarray, height: int) -> np.ndarray:
     """The digit's ink box scaled to ``height`` rows (aspect kept), float 0..255."""
-    rows = np.flatnonzero((digit > 40).any(axis=1))
-    cols = np.flatnonzero((digit > 40).any(axis=0))
-    box = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] if len(rows) else digit
+    box = ink_box(digit)
     width = max(1, round(box.shape[1] * height / box.shape[0]))
     image = Image.fromarray(box).resize((width, height), Image.BICUBIC)
     return np.asarray(image, dtype=np.float64)
@@ -131,13 +130,10 @@ def loose_field(digit, rng, dark_ink):
     uneven light and scanner noise, dark ink or light."""
     ink = field_ink(digit, rng)
     paper, pen = float(rng.uniform(200, 250)), float(rng.uniform(10, 70))
-    if not dark_ink:
-        paper, pen = 255.0 - paper, 255.0 - pen
-    a = np.clip(ink / 255.0, 0.0, 1.0)
     yy = np.linspace(-0.5, 0.5, ink.shape[0])[:, None]
-    gray = paper * (1 - a) + pen * a + rng.uniform(-15, 15) * yy
+    gray = paint(ink, dark_ink, paper, pen) + rng.uniform(-15, 15) * yy
     gray += rng.normal(0, rng.uniform(1, 6), gray.shape)
-    return np.clip(np.round(gray), 0, 255).astype(np.uint8)
+    return to_u8(gray)
 
 
 def empty_field(digit, rng, dark_ink):

@@ -15,19 +15,13 @@ import io
 from collections.abc import Callable
 
 import numpy as np
+from drawing import ink_box as _ink_box
+from drawing import paint as _paint
+from drawing import to_u8 as _u8
 from fields import loose_field
 from PIL import Image, ImageDraw, ImageFilter
 
 Variant = Callable[[np.ndarray, np.random.Generator, bool], np.ndarray]
-
-
-def _ink_box(digit: np.ndarray, level: int = 40) -> np.ndarray:
-    """The digit cropped to its ink (pixels above ``level``)."""
-    rows = np.flatnonzero((digit > level).any(axis=1))
-    cols = np.flatnonzero((digit > level).any(axis=0))
-    if not len(rows):
-        return digit
-    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _resize(pixels: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> np.ndarray:
@@ -47,19 +41,6 @@ def _tight(digit: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray
     left = (side - width) // 2
     out[:, left : left + width] = scaled
     return out
-
-
-def _paint(ink: np.ndarray, dark_ink: bool, paper: float, pen: float) -> np.ndarray:
-    """Ink weights 0..255 -> gray: ``paper`` where there is no ink, ``pen`` at full ink;
-    ``dark_ink`` False swaps them (light on dark)."""
-    a = np.clip(ink / 255.0, 0.0, 1.0)
-    if not dark_ink:
-        paper, pen = 255.0 - paper, 255.0 - pen
-    return paper * (1 - a) + pen * a
-
-
-def _u8(pixels: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 
 def _levels(rng: np.random.Generator) -> tuple[float, float]:
