@@ -14,6 +14,7 @@ from batchdigits.imaging.components import (
     margins,
     only_handwriting,
     ruled,
+    run_lengths,
 )
 from batchdigits.imaging.preprocess import normalize
 
@@ -79,6 +80,57 @@ def _digit_like(x: np.ndarray, top: int, left: int, size: int = 14) -> None:
     x[top : top + size, left : left + size] = np.maximum(
         x[top : top + size, left : left + size], ((r > size / 2 - 3) & (r < size / 2)) * 1.0
     )
+
+
+def _runs_reference(mask: np.ndarray, drift: bool, wanted: float) -> np.ndarray:
+    """Rulings the slow way: pixels of ``mask (H, W)`` whose row (after the one-pixel
+    drift, a vertical 3-maximum) holds a run through them of at least the shortest of
+    the allowed lengths that is as long as ``wanted``; rows only."""
+    from batchdigits.imaging.components import _RUNS
+
+    allowed = [r for r in _RUNS if r >= wanted]
+    out = np.zeros_like(mask)
+    if not allowed:
+        return out
+    d = mask.copy()
+    if drift:
+        d[1:] |= mask[:-1]
+        d[:-1] |= mask[1:]
+    for r in range(mask.shape[0]):
+        c = 0
+        while c < mask.shape[1]:
+            if not d[r, c]:
+                c += 1
+                continue
+            end = c
+            while end < mask.shape[1] and d[r, end]:
+                end += 1
+            if end - c >= allowed[0]:
+                out[r, c:end] = True
+            c = end
+    return out & mask
+
+
+def test_run_lengths_count_each_run_along_its_row():
+    mask = np.array([[1, 1, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]], bool)
+    got = run_lengths(tf.constant(mask[None])).numpy()[0]
+    want = [[2, 2, 0, 3, 3, 3, 0], [0] * 7, [7] * 7]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rulings_are_the_long_runs_of_each_row_and_column():
+    rng = np.random.default_rng(3)
+    for size, p in ((48, 0.5), (64, 0.8), (70, 0.95)):
+        masks = rng.random((3, size, size)) < p
+        masks[0, 10, :] = True  # a full ruling
+        masks[1, :, 20] = True  # a full upright ruling
+        h = w = tf.fill([3], size)
+        got = ruled(tf.constant(masks), h, w).numpy()
+        for mask, g in zip(masks, got, strict=True):
+            rows = _runs_reference(mask, True, 0.9 * size)
+            cols = _runs_reference(mask.T, True, 0.9 * size).T
+            np.testing.assert_array_equal(g, rows | cols)
+        assert got[0, 10].all() and got[1, :, 20].all()
 
 
 def test_rulings_margins_and_a_cut_mark_go_the_digit_stays():

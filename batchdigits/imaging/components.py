@@ -59,34 +59,44 @@ def _grown(mask):
     return _batch(t.nn.max_pool2d(_channels(t.cast(mask, t.float32)), 3, 1, "SAME")) > 0.0
 
 
+def run_lengths(d):
+    """``d (B, H, W)`` bool -> ``float32 (B, H, W)``: the length of the run of True
+    along its row that each True pixel belongs to (0 elsewhere). A run is what lies
+    between two False pixels: counting the False ones along the row numbers the runs,
+    and one segment sum over (image, row, run) gives each run's length."""
+    t = tf()
+    shape = t.shape(d)
+    f = t.cast(d, t.float32)
+    run = t.cast(t.math.cumsum(1.0 - f, axis=2), t.int32)  # 0..W: False pixels so far
+    row = t.reshape(t.range(shape[0] * shape[1]), [shape[0], shape[1], 1])
+    segments = row * (shape[2] + 1) + run
+    total = shape[0] * shape[1] * (shape[2] + 1)
+    lengths = t.math.unsorted_segment_sum(f, segments, total)
+    return t.gather(lengths, segments) * f
+
+
 def ruled(ink, h, w):
     """The pixels of rulings: ink in a straight run along a row (column), a pixel of
     drift allowed, at least :data:`_RULED` of the image long. ``ink (B, H, W)`` bool ->
-    bool. (An opening with a run as long as the ruling asks for: the batch's images
-    choose among a few lengths the shortest that is as long as their own share.)"""
+    bool. (An opening with a run as long as the ruling asks for keeps exactly the runs at
+    least that long: each image asks for the shortest of a few lengths that is as long
+    as its own share, so the answer does not shift with every pixel of its size.)"""
     t = tf()
-    m = _channels(t.cast(ink, t.float32))
-    out = t.zeros_like(m)
+    out = t.zeros_like(ink)
     for along, extent in ((2, w), (1, h)):
         drift = (3, 1) if along == 2 else (1, 3)
-        # paper beyond the edges, so a run ends there (pooling would ignore the outside)
-        pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
-        pad[along] = [_RUNS[-1], _RUNS[-1]]
-        d = t.pad(t.nn.max_pool2d(m, drift, 1, "SAME"), pad)
-        wanted = _RULED * t.cast(extent, t.float32)[None, None, None, :]
-        chosen = t.zeros_like(d)
-        for run in sorted(_RUNS, reverse=True):  # the shortest run as long as wanted decides
-            window = (1, run) if along == 2 else (run, 1)
-            opened = t.nn.max_pool2d(-t.nn.max_pool2d(-d, window, 1, "SAME"), window, 1, "SAME")
-            chosen = t.where(wanted <= run, opened, chosen)
-        n = t.shape(m)[along]
-        chosen = (
-            chosen[:, :, _RUNS[-1] : _RUNS[-1] + n]
-            if along == 2
-            else chosen[:, _RUNS[-1] : _RUNS[-1] + n]
-        )
-        out = t.maximum(out, chosen)
-    return _batch(out * m) > 0.0
+        d = _batch(t.nn.max_pool2d(_channels(t.cast(ink, t.float32)), drift, 1, "SAME")) > 0.0
+        wanted = _RULED * t.cast(extent, t.float32)
+        runs = t.constant(_RUNS, t.float32)
+        longest = float(_RUNS[-1])
+        # the shortest run at least as long as wanted (none: longer than any, never met)
+        asked = t.reduce_min(t.where(runs[None, :] >= wanted[:, None], runs[None, :], 1e9), 1)
+        if along == 1:
+            lengths = t.transpose(run_lengths(t.transpose(d, [0, 2, 1])), [0, 2, 1])
+        else:
+            lengths = run_lengths(d)
+        out = out | ((lengths >= per_image(asked)) & (asked <= longest)[:, None, None])
+    return out & ink
 
 
 def margins(ink, h, w):
