@@ -154,6 +154,24 @@ def test_a_cell_of_rulings_and_a_margin_alone_has_no_handwriting():
     assert not (_run(x) >= 0.25).any()
 
 
+def test_a_margins_faded_wedge_and_print_cut_by_the_edge_are_not_a_digit():
+    wedge = _ink(64, 40)
+    for r in range(8, 60):  # the ragged rest of a skewed margin, fading out at the top
+        wedge[r, : 2 + (r - 8) // 5] = 1.0
+    wedge[63, :] = 1.0  # the cell's bottom ruling
+    assert not (_run(wedge) >= 0.25).any()
+    printed = _ink(68, 48)
+    printed[:, 44] = 1.0  # a ruling
+    _digit_like(printed, 0, 2, 12)
+    printed = printed[4:]  # a letter of print cut by the top edge, in a corner
+    assert not (_run(printed) >= 0.25).any()
+    # the same mark in the middle of the cell is the handwriting and stays
+    central = _ink(64, 48)
+    central[:, 44] = 1.0
+    _digit_like(central, 26, 16, 12)
+    assert (_run(central)[26:38, 16:28] >= 0.25).sum() >= 20
+
+
 def test_rulings_and_margins_found_with_some_drift():
     x = np.zeros((1, 64, 64), bool)
     rows = np.arange(64)

@@ -41,6 +41,10 @@ _SMALL_CROP = 40  # crops at most this long (pixels) are never searched
 _ONE_WIDTH = 0.07  # a lone line is read as a 1 when at least this share of its length wide
 _RULED = 0.9  # a ruling runs straight across at least this share of the image ...
 _RUNS = (15, 23, 31, 39, 47, 55, 63)  # ... measured with the longest of these runs within it
+_SLIVER = 0.25  # a piece from edge to edge at most this share of the image across ...
+_OFF_CENTRE = 0.2  # ... whose centre is this far off the middle is a margin's rest
+_CUT_FAR = 0.3  # a piece on the edge, its centre this far off the middle: a cut mark
+_SIDED = 0.25  # ... or a margin's rest, when it lies along this share of that edge
 
 
 def _channels(v):
@@ -197,8 +201,10 @@ def _piece_stats(labels, x, h, w, by_lines):
 
 
 def _structure(s, hf, wf):
-    """Which pieces are lines or margins (not writing), and whether each is a centred
-    line (a 1, when nothing else is there): three ``(B, n + 1)`` masks."""
+    """Which pieces are lines or margins (not writing), whether each is a centred line
+    (a 1, when nothing else is there), and which are slivers along an edge (not writing
+    either, but no sign of a form's field: a photo's texture has them too): four
+    ``(B, n + 1)`` masks."""
     t = tf()
     hh, ww = s["r1"] - s["r0"] + 1.0, s["c1"] - s["c0"] + 1.0
     hi, wi = hf[:, None], wf[:, None]
@@ -223,28 +229,39 @@ def _structure(s, hf, wf):
         t.maximum(s["top"], s["bottom"]) >= 0.5 * ww
     )
     patch = (fill >= _MARGIN_FILL) & hugging  # a solid piece along the edge: a margin's rest
+    dy, dx = _offsets(s, hf, wf)
+    # a thin piece from one edge to the opposite one, off the middle: the ragged rest of
+    # a skewed margin or a cell's border (a tight crop's digit is central)
+    spans_rows = (s["top"] > 0.0) & (s["bottom"] > 0.0) & (ww <= _SLIVER * wi)
+    spans_cols = (s["left"] > 0.0) & (s["right"] > 0.0) & (hh <= _SLIVER * hi)
+    sliver = (spans_rows & (t.abs(dx) >= _OFF_CENTRE)) | (spans_cols & (t.abs(dy) >= _OFF_CENTRE))
+    # a piece along a good stretch of a side, all of it near that side: a margin's rest
+    # faded at one end (a digit's stroke touches its crop's edge at a few pixels)
+    sided = (t.maximum(s["left"], s["right"]) >= _SIDED * hi) & (t.abs(dx) >= _CUT_FAR)
+    ended = (t.maximum(s["top"], s["bottom"]) >= _SIDED * wi) & (t.abs(dy) >= _CUT_FAR)
+    sliver = sliver | sided | ended
     margin = (solid & (along_side | along_end)) | block | residue | patch
-    cy, cx = s["rsum"] / t.maximum(s["count"], 1.0), s["csum"] / t.maximum(s["count"], 1.0)
-    centred = (
-        t.where(
-            upright,
-            t.abs(cx / t.maximum(wi - 1.0, 1.0) - 0.5),
-            t.abs(cy / t.maximum(hi - 1.0, 1.0) - 0.5),
-        )
-        < 0.2
-    )
+    centred = t.where(upright, t.abs(dx), t.abs(dy)) < _OFF_CENTRE
     line = upright | lying
     # a handwritten 1 is a stroke, not a hairline: a ruling's rest is far thinner
     stroke = s["count"] >= _ONE_WIDTH * t.maximum(hh, ww) ** 2
-    return line, margin, line & centred & ~margin & stroke
+    return line, margin, line & centred & ~margin & stroke, sliver & ~margin
+
+
+def _offsets(s, hf, wf):
+    """Each piece's centroid from the image's centre, as shares of its height and
+    width (-0.5..0.5): ``(dy, dx)``, each ``(B, n + 1)``."""
+    t = tf()
+    count = t.maximum(s["count"], 1.0)
+    dy = s["rsum"] / count / t.maximum(hf[:, None] - 1.0, 1.0) - 0.5
+    dx = s["csum"] / count / t.maximum(wf[:, None] - 1.0, 1.0) - 0.5
+    return dy, dx
 
 
 def _choose(s, keep_mask, hf, wf):
     """The digit's piece among ``keep_mask`` (index per image) and whether there is one."""
     t = tf()
-    cy, cx = s["rsum"] / t.maximum(s["count"], 1.0), s["csum"] / t.maximum(s["count"], 1.0)
-    dy = cy / t.maximum(hf[:, None] - 1.0, 1.0) - 0.5
-    dx = cx / t.maximum(wf[:, None] - 1.0, 1.0) - 0.5
+    dy, dx = _offsets(s, hf, wf)
     centre = 1.0 - t.sqrt(dy**2 + dx**2)  # 1 at the centre, 0.3 in a corner
     border = s["top"] + s["bottom"] + s["left"] + s["right"] > 0.0
     weight = t.where(border, _BORDER_WEIGHT, 1.0) * centre
@@ -283,13 +300,18 @@ def handwriting(x, h, w):
     hf, wf = t.cast(h, t.float32), t.cast(w, t.float32)
     present = s["count"] > 0.0
     present = t.concat([t.zeros_like(present[:, :1]), present[:, 1:]], 1)  # 0: no piece
-    line, margin, lone_one = _structure(s, hf, wf)
-    writing = present & ~line & ~margin
+    line, margin, lone_one, sliver = _structure(s, hf, wf)
+    writing = present & ~line & ~margin & ~sliver
     span_r, span_c = s["r1"] - s["r0"] + 1.0, s["c1"] - s["c0"] + 1.0
     longer = t.maximum(hf, wf)[:, None]
     big = t.maximum(span_r, span_c) >= _SMALLEST * longer
-    main, found, border = _choose(s, writing & big, hf, wf)
     spans = (span_r >= _TIGHT * hf[:, None]) | (span_c >= _TIGHT * wf[:, None])
+    # a mark cut by the edge far from the centre (print, a neighbour's stroke) is not
+    # the digit, unless it spans the crop (a tight crop's digit)
+    dy, dx = _offsets(s, hf, wf)
+    edge = s["top"] + s["bottom"] + s["left"] + s["right"] > 0.0
+    cut = edge & (t.maximum(t.abs(dy), t.abs(dx)) >= _CUT_FAR) & ~spans
+    main, found, border = _choose(s, writing & big & ~cut, hf, wf)
     tight = t.gather(border & spans, main[:, None], batch_dims=1)[:, 0] & found
     main_one, found_one, _ = _choose(s, present & lone_one, hf, wf)
     main = t.where(found, main, main_one)
