@@ -25,6 +25,7 @@ from batchdigits.imaging.decode import (
 )
 from batchdigits.imaging.files import Listing
 from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
+from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
 from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import Row, make_row
@@ -46,6 +47,7 @@ class Inference:
     fingerprint: str
     name: str  # the model as rows and summaries name it
     network: Any  # the Keras model itself, called eagerly in small runs
+    second: SecondOpinion | None = None  # consulted for the rows the first doubts
 
     @classmethod
     def open(cls, options: PredictOptions, ref: ModelRef | None = None) -> Inference:
@@ -58,6 +60,7 @@ class Inference:
             replace(options, review_threshold=threshold),
             fingerprint=ref.fingerprint,
             name=ref.name,
+            consult_below=ref.consult_below(),
         )
 
     @classmethod
@@ -67,14 +70,19 @@ class Inference:
         options: PredictOptions | None = None,
         fingerprint: str = "",
         name: str = "",
+        consult_below: float | None = None,
     ) -> Inference:
-        """A model already in memory (training measures its own on the probes)."""
+        """A model already in memory (training measures its own on the probes). A file
+        with a second opinion consults it for the rows whose first confidence is under
+        ``consult_below`` (default: the review threshold)."""
         options = options or PredictOptions()
         if options.review_threshold is None:
             options = replace(options, review_threshold=FALLBACK_REVIEW_THRESHOLD)
-        return cls(
-            options, make_infer(keras_model), fingerprint, name or "(in memory)", keras_model
-        )
+        first, second = networks(keras_model)
+        if second is not None:
+            below = options.review_threshold if consult_below is None else consult_below
+            second = SecondOpinion(make_infer(second), second, below)
+        return cls(options, make_infer(first), fingerprint, name or "(in memory)", first, second)
 
     @property
     def threshold(self) -> float:
@@ -96,7 +104,11 @@ class Inference:
         n = int(inputs.shape[0])
         padded = t.pad(inputs, [[0, max(self.options.batch_size - n, 0)], [0, 0], [0, 0], [0, 0]])
         model = self.infer if compiled else functools.partial(self.network, training=False)
-        return inputs.numpy(), model(padded).numpy()[:n], has_digit.numpy()
+        probabilities = model(padded).numpy()[:n]
+        inputs, has_digit = inputs.numpy(), has_digit.numpy()
+        if self.second is not None:
+            probabilities = self.second.consulted(inputs, probabilities, has_digit, compiled)
+        return inputs, probabilities, has_digit
 
     def predict_prepared(self, grays: Sequence[np.ndarray]):
         """Gray working images (:func:`prepare_bytes`) -> numpy ``(inputs (N, 28, 28, 1),
@@ -182,6 +194,48 @@ class Inference:
             row = self.rows_of_prepared([listing.paths[j]], [gray])[0]
             rows.append(row if keep_inputs else replace(row, model_input=None))
         return rows
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """A stronger network asked about the rows the first is not sure of (its confidence
+    under ``below``); such a row's probabilities are the mean of the two networks'.
+
+    Rows go to it :data:`SECOND_CHUNK` at a time, zero rows added, each at the place its
+    index in the batch gives it (index modulo the chunk): a network's last bits can
+    depend on where in its batch a row sits, and a row's answer must not depend on which
+    other rows were doubtful."""
+
+    infer: Any
+    network: Any
+    below: float
+
+    def consulted(self, inputs, probabilities, has_digit, compiled: bool = True):
+        """``probabilities (B, 10)`` with the doubtful rows' replaced (a copy)."""
+        found = np.asarray(has_digit, bool)
+        pending = np.flatnonzero(found & (probabilities.max(1) < self.below)).tolist()
+        out = probabilities.copy()
+        model = self.infer if compiled else functools.partial(self.network, training=False)
+        while pending:
+            chunk = np.zeros((SECOND_CHUNK, *inputs.shape[1:]), np.float32)
+            placed: dict[int, int] = {}  # place in the chunk -> row
+            later = []
+            for row in pending:
+                place = row % SECOND_CHUNK
+                if place in placed:
+                    later.append(row)
+                else:
+                    placed[place] = row
+                    chunk[place] = inputs[row]
+            second = np.asarray(model(chunk))
+            for place, row in placed.items():
+                out[row] = (probabilities[row] + second[place]) / 2.0
+            pending = later
+        return out
+
+
+#: Rows asked of the second opinion per call (zero rows fill the last chunk).
+SECOND_CHUNK = 32
 
 
 def make_infer(model):

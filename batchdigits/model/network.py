@@ -133,3 +133,36 @@ def with_temperature(model, temperature: float):
 def temperature_of(model) -> float:
     """The temperature stored in a model (1.0 for an uncalibrated one)."""
     return 1.0 / float(model.get_layer("temperature").scale)
+
+
+# --------------------------------------------------------------------------- second opinion
+# A model file may hold two networks: the one that reads every row, and a stronger one
+# consulted only for the rows the first is not sure of. Both live in one ``.keras`` file
+# (one fingerprint, one card, one file to copy to a worker), as a model with two outputs.
+
+FIRST, SECOND = "first", "second"
+
+
+def paired(first, second):
+    """One Keras model holding ``first`` and ``second`` (each 28x28 -> 10), named so
+    :func:`networks` finds them: ``images -> [first's, second's probabilities]``."""
+    k = keras()
+    inputs = k.Input(shape=(SIZE, SIZE, 1), name="image")
+    parts = [_renamed(first, FIRST), _renamed(second, SECOND)]
+    return k.Model(inputs, [part(inputs) for part in parts], name="batchdigits_pair")
+
+
+def networks(model):
+    """``(first, second)`` of a model file's network: ``second`` is ``None`` for a
+    single network."""
+    if len(model.outputs) == 1:
+        return model, None
+    return model.get_layer(FIRST), model.get_layer(SECOND)
+
+
+def _renamed(model, name: str):
+    config = model.get_config()
+    config["name"] = name
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy

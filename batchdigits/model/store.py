@@ -21,7 +21,7 @@ from batchdigits.errors import (
     write_error,
 )
 from batchdigits.imaging.preprocess import SIZE
-from batchdigits.model.network import fold_batch_norm
+from batchdigits.model.network import fold_batch_norm, networks
 from batchdigits.options import FALLBACK_REVIEW_THRESHOLD
 from batchdigits.runtime.lazy import keras
 
@@ -69,6 +69,16 @@ class ModelRef:
             return FALLBACK_REVIEW_THRESHOLD
         return float(card.get("review_threshold", FALLBACK_REVIEW_THRESHOLD))
 
+    def consult_below(self) -> float | None:
+        """Under which first confidence a second opinion is asked (the card's
+        ``second_opinion_below``; ``None``: the review threshold)."""
+        try:
+            card = read_card(self.path)
+        except BatchDigitsError:
+            return None
+        below = card.get("second_opinion", {}).get("consulted_below")
+        return None if below is None else float(below)
+
     def load(self):
         """The Keras model (see :func:`load_model`)."""
         return load_model(self.path)
@@ -95,14 +105,29 @@ def load_model(path: str | os.PathLike | None = None):
             f"cannot load model {p}: {type(exc).__name__}: {exc}. "
             "Is it a .keras file saved by 'batchdigits train'?"
         ) from exc
-    in_shape = tuple(model.input_shape[1:])
-    out_shape = tuple(model.output_shape[1:])
-    if in_shape != (SIZE, SIZE, 1) or out_shape != (10,):
-        raise ModelLoadError(
-            f"model {p} takes {in_shape} and gives {out_shape}; batchdigits needs a model "
-            "from (28, 28, 1) images to 10 probabilities"
-        )
+    for network in networks_or_none(model, p):
+        in_shape = tuple(network.input_shape[1:])
+        out_shape = tuple(network.output_shape[1:])
+        if in_shape != (SIZE, SIZE, 1) or out_shape != (10,):
+            raise ModelLoadError(
+                f"model {p} takes {in_shape} and gives {out_shape}; batchdigits needs a "
+                "model from (28, 28, 1) images to 10 probabilities"
+            )
     return model
+
+
+def networks_or_none(model, path) -> list:
+    """The networks in a loaded file (one, or the pair of :func:`~batchdigits.model.
+    network.paired`), or :class:`ModelLoadError` for a file with other outputs."""
+    if len(model.outputs) == 1:
+        return [model]
+    try:
+        return list(networks(model))
+    except ValueError as exc:  # two outputs, but not our pair
+        raise ModelLoadError(
+            f"model {path} has {len(model.outputs)} outputs and is not a batchdigits model "
+            "with a second opinion"
+        ) from exc
 
 
 def check_model_output(path: str | os.PathLike) -> Path:

@@ -25,6 +25,7 @@ from batchdigits.errors import DataNotFoundError, LabelError
 from batchdigits.evaluation.labels import NOT_A_DIGIT, folder_labels, read_labels
 from batchdigits.imaging.files import find_images
 from batchdigits.model.inference import Inference, make_infer
+from batchdigits.model.network import networks
 from batchdigits.model.store import check_model_output, load_model, save_model
 from batchdigits.options import PredictOptions
 from batchdigits.progress import NullReporter, Reporter
@@ -181,7 +182,9 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
         )
     train_ds = image_dataset(x_fit, y_fit, options.batch_size, options.seed, True)
     val_ds = image_dataset(x[held], y[held], 256)
-    model = load_model(options.predict.model)
+    # the network that reads every row learns the user's digits; a second opinion
+    # (trained on MNIST alone) is left out of the tuned model
+    model = networks(load_model(options.predict.model))[0]
     steps = -(-len(x_fit) // options.batch_size)
     fit(model, train_ds, val_ds, FitPlan(options.epochs, steps, options.learning_rate), reporter)
     if mnist:
