@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from batchdigits.errors import OutputError
+from batchdigits.errors import ModelLoadError, OutputError
 from batchdigits.model.store import card_path, load_model, read_card, save_model
 from batchdigits.progress import NullReporter
 from batchdigits.training.train import TrainConfig, split_train_validation, train, train_model
@@ -122,6 +122,34 @@ def test_training_data_order_and_augmentation_follow_the_seed(mnist):
 
 
 @pytest.mark.slow
+def test_digits_varied_once_are_drawn_from_their_copies_every_epoch(mnist):
+    from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
+    from batchdigits.training.train import copies_dataset, varied_copies
+
+    x, y = mnist.x_train[:40], mnist.y_train[:40]
+    config = TrainConfig(variants=2, seed=3)
+    copies = varied_copies(x, y, config)
+    assert copies.shape == (40, 3, 28, 28, 1) and copies.dtype == np.uint8
+    np.testing.assert_array_equal(copies, varied_copies(x, y, config))  # one fixed draw
+    clean, _ = normalize_batch(*pad_batch([prepare(i) for i in x]))
+    np.testing.assert_allclose(copies[:, 0], np.round(clean.numpy()), atol=1)
+    assert (copies[:, 1] != copies[:, 0]).any(axis=(1, 2, 3)).mean() > 0.9  # varied
+    assert (copies[:, 1] != copies[:, 2]).any(axis=(1, 2, 3)).mean() > 0.9  # two draws
+
+    ds = copies_dataset(copies, y, batch_size=16, seed=1)
+    epochs = [[(b[0].numpy(), b[1].numpy()) for b in ds] for _ in range(2)]
+    for epoch in epochs:
+        inputs = np.concatenate([b[0] for b in epoch])
+        labels = np.concatenate([b[1] for b in epoch]).argmax(1)
+        assert sorted(labels) == sorted(y)  # every digit once per epoch
+        # each input is one of the copies, and all three kinds are drawn
+        match = (inputs[:, None, None] == copies[None]).all(axis=(3, 4, 5))  # (j, i, k)
+        assert match.any(axis=(1, 2)).all()
+        assert match.any(axis=(0, 1)).all()
+    assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])  # reshuffled
+
+
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(mnist):
     config = TrainConfig(epochs=1, limit=600, batch_size=32, seed=3, probe_images=0)
     a, _ = train_model(mnist, config)
@@ -176,3 +204,42 @@ def test_an_interrupted_run_resumes_after_its_last_epoch_with_its_curve(
     assert card["ema"] is True and card["clean_share"] == 0.5 and "checkpoints" not in card
     assert out.is_file() and not folder.exists()  # a finished run leaves no state behind
     assert load_model(out).count_params() == card["parameters"]
+
+
+def test_the_cli_offers_every_architecture_and_refuses_others():
+    from typer.testing import CliRunner
+
+    from batchdigits.cli.app import app
+    from batchdigits.cli.training import ArchitectureName
+    from batchdigits.model.network import ARCHITECTURES
+
+    assert [a.value for a in ArchitectureName] == list(ARCHITECTURES)
+    result = CliRunner().invoke(app, ["train", "--architecture", "huge", "--epochs", "1"])
+    assert result.exit_code == 2
+
+
+@pytest.mark.slow
+def test_a_second_opinion_joins_a_model_in_one_file(tmp_path, trained_model, mnist_path):
+    from batchdigits.model.inference import Inference
+    from batchdigits.model.network import networks
+    from batchdigits.options import PredictOptions
+
+    out = tmp_path / "pair.keras"
+    small = {"blocks": [[8, 8], [16]], "dense": 32, "dropout": 0.2, "block_dropout": 0.1}
+    config = TrainConfig(
+        epochs=1, batch_size=16, variants=1, architecture=small, second_opinion_of=trained_model
+    )
+    card = train(out, mnist_path, config)
+    first_card = read_card(trained_model)
+    assert card["second_opinion"]["consulted_below"] == first_card["review_threshold"]
+    assert card["review_threshold"] == first_card["review_threshold"]
+    assert card["first_network"]["test_accuracy"] == first_card["test_accuracy"]
+    assert 0.0 < card["second_opinion"]["test_consulted_share"] < 1.0
+    assert card["second_opinion"]["card"]["variants"] == 1
+    first, second = networks(load_model(out))
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32) * 255
+    np.testing.assert_allclose(first(x), load_model(trained_model)(x), atol=1e-6)
+    assert Inference.open(PredictOptions(model=str(out))).second is not None
+    with pytest.raises(ModelLoadError, match="already has a second opinion"):
+        train(tmp_path / "again.keras", mnist_path, TrainConfig(second_opinion_of=out))
+    assert not (tmp_path / "again.keras").exists()

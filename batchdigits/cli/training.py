@@ -3,6 +3,7 @@ labelled images) and ``info`` (the model card)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from pathlib import Path
@@ -56,6 +57,25 @@ MixedPrecisionOption = Annotated[
         "instructions); the saved model computes in float32.",
     ),
 ]
+VariantsOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Vary each training digit N times once, before the first epoch, and draw "
+        "each epoch one of its N + 1 copies (the clean one among them): the epochs then "
+        "cost the network alone. 0: vary the digits afresh every epoch.",
+    ),
+]
+#: ``--architecture``'s choices (the names of ``ARCHITECTURES``, listed here so the CLI
+#: needs no TensorFlow to show its help)
+ArchitectureName = enum.Enum("ArchitectureName", {n: n for n in ("default", "wide")}, type=str)
+ArchitectureOption = Annotated[
+    ArchitectureName,
+    typer.Option(
+        help="The network: 'default' (the shipped one) or 'wide' (two convolutions per "
+        "block, about 2.4x the compute; for a second opinion).",
+    ),
+]
 ResumeOption = Annotated[
     bool,
     typer.Option(
@@ -85,9 +105,19 @@ def train(
     ema: EmaOption = False,
     mixed_precision: MixedPrecisionOption = False,
     resume: ResumeOption = False,
+    variants: VariantsOption = 0,
+    architecture: ArchitectureOption = ArchitectureName.default,
+    second_opinion_of: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train a second opinion for this model: OUTPUT holds both networks, the "
+            "new one asked only about the rows this one flags for review.",
+        ),
+    ] = None,
     skip_checksum: SkipChecksumOption = False,
 ) -> None:
     """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
+    from batchdigits.model.network import ARCHITECTURES
     from batchdigits.training.train import TrainConfig, checkpoint_folder
     from batchdigits.training.train import train as train_model
 
@@ -102,6 +132,9 @@ def train(
         ema=ema,
         mixed_precision=mixed_precision,
         checkpoints=checkpoint_folder(output) if resume else None,
+        variants=variants,
+        architecture=dict(ARCHITECTURES[architecture.value]),
+        second_opinion_of=second_opinion_of,
     )
     card = run(
         lambda: train_model(output, data, config, verify=not skip_checksum, reporter=reporter())

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from batchdigits.errors import ModelLoadError
 from batchdigits.imaging.preprocess import normalize_batch
 from batchdigits.model.calibrate import (
     choose_review_threshold,
@@ -30,9 +31,11 @@ from batchdigits.model.network import (
     build_model,
     fold_batch_norm,
     logits_model,
+    networks,
+    paired,
     with_temperature,
 )
-from batchdigits.model.store import check_model_output, save_model
+from batchdigits.model.store import check_model_output, load_model, read_card, save_model
 from batchdigits.progress import NullReporter, Reporter
 from batchdigits.runtime.lazy import keras, tf
 from batchdigits.training.augment import augment_batch
@@ -63,9 +66,15 @@ class TrainConfig:
     ema: bool = False  # evaluate and keep an average of the weights
     mixed_precision: bool = False  # compute in bfloat16 while training
     checkpoints: Path | None = None  # keep each epoch's state here; resume from it
+    variants: int = 0  # > 0: vary each digit this many times once, draw from them per epoch
+    second_opinion_of: Path | None = None  # pair the trained network with this model's
     non_digit_share: float = 0.0  # generated non-digits added per training digit (outlier exposure)
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
+
+
+#: TrainConfig fields that describe this machine's run, not the model
+_NOT_IN_CARD = ("checkpoints", "second_opinion_of")
 
 
 def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,11 +142,59 @@ def _inputs_and_targets():
     def finish(gray, label):
         size = t.shape(gray)[1:3]
         inputs, _ = normalize_batch(gray, t.tile(size[None], [t.shape(gray)[0], 1]))
-        target = t.one_hot(label, 10)
-        target = t.where((label == NOT_A_DIGIT_CLASS)[:, None], 0.1, target)
-        return inputs, target
+        return inputs, _targets(label)
 
     return finish
+
+
+def _targets(label):
+    """One-hot targets; :data:`~batchdigits.training.negatives.NOT_A_DIGIT_CLASS` gets
+    the uniform one."""
+    t = tf()
+    target = t.one_hot(label, 10)
+    return t.where((label == NOT_A_DIGIT_CLASS)[:, None], 0.1, target)
+
+
+def varied_copies(images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """The training digits normalised as they are, and ``config.variants`` more times
+    varied by the augmentation (each copy one fixed draw): the model inputs, ``uint8
+    (N, variants + 1, 28, 28, 1)``. Made once, in both cores' time, so the epochs after
+    cost the network alone (see :func:`copies_dataset`)."""
+    t = tf()
+    finish = _inputs_and_targets()
+    copies = []
+    for k in range(config.variants + 1):
+        ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32"))).batch(512)
+
+        def one(i, xy, k=k):
+            gray = xy[0]
+            if k:
+                seed = t.stack([t.constant(config.seed * 1000 + k, t.int64), i])
+                gray = augment_batch(gray, seed, config.augment_fraction, config.clean_share)
+            inputs = finish(t.cast(gray, t.float32), xy[1])[0]
+            return t.cast(t.round(inputs), t.uint8)
+
+        ds = ds.enumerate().map(one, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+        copies.append(np.concatenate(list(ds.as_numpy_iterator())))
+    return np.stack(copies, 1)
+
+
+def copies_dataset(copies: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """Batches of ``(inputs, targets)`` from :func:`varied_copies`: every epoch reshuffled,
+    and each digit drawn as one of its copies (the clean one among them), reproducibly."""
+    t = tf()
+    ds = t.data.Dataset.from_tensor_slices((copies, labels.astype("int32")))
+    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    seeds = t.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def drawn(xy, seed):
+        x, label = xy
+        which = t.random.stateless_uniform(
+            [t.shape(x)[0]], seed, maxval=copies.shape[1], dtype=t.int32
+        )
+        return t.cast(t.gather(x, which, batch_dims=1), t.float32), _targets(label)
+
+    return t.data.Dataset.zip(ds, seeds).map(drawn).prefetch(t.data.AUTOTUNE)
 
 
 def validation_parts(images: np.ndarray, labels: np.ndarray, seed: int | None):
@@ -223,15 +280,7 @@ def train_model(
     keras().utils.set_random_seed(config.seed)
     tf().config.experimental.enable_op_determinism()
     split = _split(mnist, config)
-    train_ds = image_dataset(
-        split["x_fit"],
-        split["y_fit"],
-        config.batch_size,
-        config.seed,
-        config.augment,
-        config.augment_fraction,
-        config.clean_share,
-    )
+    train_ds = _training_dataset(split, config, reporter)
     seed = config.seed if config.augment else None
     val_parts = validation_parts(split["x_val"], split["y_val"], seed)
     test_ds = image_dataset(mnist.x_test, mnist.y_test, 512)
@@ -255,10 +304,28 @@ def train_model(
         "train_images": split["train_images"],
         "train_non_digits": split["non_digits"],
         "validation_images": int(len(split["x_val"])),
-        **{key: value for key, value in asdict(config).items() if key != "checkpoints"},
+        **{k: v for k, v in asdict(config).items() if k not in _NOT_IN_CARD},
         "learning_curve": curve,
     }
     return model, {**card, **_provenance(model, mnist, seconds)}
+
+
+def _training_dataset(split: dict[str, Any], config: TrainConfig, reporter: Reporter):
+    """Digits varied afresh every epoch, or (``config.variants``) drawn from copies
+    varied once."""
+    if config.variants and config.augment:
+        reporter.log(f"varying the training digits {config.variants} times, once ...")
+        copies = varied_copies(split["x_fit"], split["y_fit"], config)
+        return copies_dataset(copies, split["y_fit"], config.batch_size, config.seed)
+    return image_dataset(
+        split["x_fit"],
+        split["y_fit"],
+        config.batch_size,
+        config.seed,
+        config.augment,
+        config.augment_fraction,
+        config.clean_share,
+    )
 
 
 def _split(mnist: Mnist, config: TrainConfig) -> dict[str, Any]:
@@ -316,6 +383,50 @@ def _provenance(model, mnist: Mnist, seconds: float) -> dict[str, Any]:
     }
 
 
+def _first_network(path: Path | None):
+    """``(network, card)`` of the model a new second opinion joins, or ``None``."""
+    if path is None:
+        return None
+    model = load_model(path)
+    if networks(model)[1] is not None:
+        raise ModelLoadError(f"model {path} already has a second opinion")
+    return model, read_card(path)
+
+
+def paired_with(first, second, second_card: dict[str, Any], mnist: Mnist):
+    """The model file's pair (:func:`~batchdigits.model.network.paired`): ``first``'s
+    network reads every row; ``second`` is asked below the first's review threshold. The
+    card is the first's, its test figures measured again for the pair (the first's own
+    kept under ``first_network``), with the second's card under ``second_opinion``."""
+    network, card = first
+    pair = paired(network, second)
+    threshold = float(card["review_threshold"])
+    inputs = np.concatenate([x for x, _ in image_dataset(mnist.x_test, mnist.y_test, 512)])
+    alone = Inference.of(network).infer(inputs).numpy()
+    opinion = Inference.of(pair, consult_below=threshold).second
+    probs = opinion.consulted(inputs, alone, np.ones(len(inputs), bool))
+    correct = probs.argmax(1) == mnist.y_test
+    coverage, kept_accuracy = coverage_and_accuracy(probs.max(1), correct, threshold)
+    measured = {
+        "test_accuracy": round(float(correct.mean()), 6),
+        "test_ece": round(expected_calibration_error(probs.max(1), correct), 6),
+        "test_review_coverage": round(coverage, 6),
+        "test_review_accuracy": round(kept_accuracy, 6),
+        "test_review_tradeoff": tradeoff(probs.max(1), correct),
+    }
+    consulted = float(np.mean(alone.max(1) < threshold))
+    return pair, {
+        **card,
+        **measured,
+        "first_network": {key: card[key] for key in measured if key in card},
+        "second_opinion": {
+            "consulted_below": threshold,
+            "test_consulted_share": round(consulted, 6),
+            "card": second_card,
+        },
+    }
+
+
 def checkpoint_folder(output: str | os.PathLike) -> Path:
     """Where ``train --resume`` keeps the state of a run saving ``output``."""
     output = Path(output)
@@ -332,8 +443,11 @@ def train(
     """Load MNIST, train, save ``output`` (.keras) and its card; return the card."""
     config = config or TrainConfig()
     check_model_output(output)
+    first = _first_network(config.second_opinion_of)  # a bad one fails before training
     mnist = load_mnist(data, verify=verify)
     model, card = train_model(mnist, config, reporter)
+    if first is not None:
+        model, card = paired_with(first, model, card, mnist)
     card["model_file"] = Path(output).name
     save_model(model, output, card)
     if config.checkpoints is not None:  # the run is complete: nothing left to resume
