@@ -90,8 +90,8 @@ def test_train_rejects_bad_output_before_training(tmp_path):
 
 def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targets(mnist):
     from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
+    from batchdigits.training.datasets import image_dataset
     from batchdigits.training.negatives import NOT_A_DIGIT_CLASS
-    from batchdigits.training.train import image_dataset
 
     x = mnist.x_test[:6]
     y = np.array([*mnist.y_test[:5], NOT_A_DIGIT_CLASS])
@@ -106,7 +106,7 @@ def test_training_batches_use_predicts_normalisation_and_uniform_non_digit_targe
 
 @pytest.mark.slow
 def test_training_data_order_and_augmentation_follow_the_seed(mnist):
-    from batchdigits.training.train import image_dataset
+    from batchdigits.training.datasets import image_dataset
 
     x, y = mnist.x_train[:64], mnist.y_train[:64]
 
@@ -124,13 +124,12 @@ def test_training_data_order_and_augmentation_follow_the_seed(mnist):
 @pytest.mark.slow
 def test_digits_varied_once_are_drawn_from_their_copies_every_epoch(mnist):
     from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
-    from batchdigits.training.train import copies_dataset, varied_copies
+    from batchdigits.training.datasets import copies_dataset, varied_copies
 
     x, y = mnist.x_train[:40], mnist.y_train[:40]
-    config = TrainConfig(variants=2, seed=3)
-    copies = varied_copies(x, y, config)
+    copies = varied_copies(x, y, variants=2, seed=3)
     assert copies.shape == (40, 3, 28, 28, 1) and copies.dtype == np.uint8
-    np.testing.assert_array_equal(copies, varied_copies(x, y, config))  # one fixed draw
+    np.testing.assert_array_equal(copies, varied_copies(x, y, 2, 3))  # one fixed draw
     clean, _ = normalize_batch(*pad_batch([prepare(i) for i in x]))
     np.testing.assert_allclose(copies[:, 0], np.round(clean.numpy()), atol=1)
     assert (copies[:, 1] != copies[:, 0]).any(axis=(1, 2, 3)).mean() > 0.9  # varied

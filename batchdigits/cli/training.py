@@ -76,6 +76,13 @@ ArchitectureOption = Annotated[
         "block, about 2.4x the compute; for a second opinion).",
     ),
 ]
+SecondOpinionOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Train a second opinion for this model: OUTPUT holds both networks, the new "
+        "one asked only about the rows this one flags for review.",
+    ),
+]
 ResumeOption = Annotated[
     bool,
     typer.Option(
@@ -107,13 +114,7 @@ def train(
     resume: ResumeOption = False,
     variants: VariantsOption = 0,
     architecture: ArchitectureOption = ArchitectureName.default,
-    second_opinion_of: Annotated[
-        Path | None,
-        typer.Option(
-            help="Train a second opinion for this model: OUTPUT holds both networks, the "
-            "new one asked only about the rows this one flags for review.",
-        ),
-    ] = None,
+    second_opinion_of: SecondOpinionOption = None,
     skip_checksum: SkipChecksumOption = False,
 ) -> None:
     """Train a new model on MNIST and save it with its model card (NAME.card.json)."""
@@ -139,6 +140,10 @@ def train(
     card = run(
         lambda: train_model(output, data, config, verify=not skip_checksum, reporter=reporter())
     )
+    _report_trained(output, card)
+
+
+def _report_trained(output: Path, card: dict) -> None:
     err.print(
         f"saved {output}: test accuracy {card['test_accuracy']:.4f} on "
         f"{card['test_images']} MNIST test images, validation accuracy "

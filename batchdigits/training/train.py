@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import shutil
 import time
@@ -13,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from batchdigits.errors import ModelLoadError
-from batchdigits.imaging.preprocess import normalize_batch
 from batchdigits.model.calibrate import (
     choose_review_threshold,
     coverage_and_accuracy,
@@ -31,17 +28,22 @@ from batchdigits.model.network import (
     build_model,
     fold_batch_norm,
     logits_model,
-    networks,
-    paired,
     with_temperature,
 )
-from batchdigits.model.store import check_model_output, load_model, read_card, save_model
+from batchdigits.model.store import check_model_output, save_model
 from batchdigits.progress import NullReporter, Reporter
 from batchdigits.runtime.lazy import keras, tf
-from batchdigits.training.augment import augment_batch
 from batchdigits.training.data import Mnist, load_mnist
+from batchdigits.training.datasets import (
+    copies_dataset,
+    image_dataset,
+    joined,
+    validation_parts,
+    varied_copies,
+)
 from batchdigits.training.fitting import FitPlan, compute_dtype, fit
 from batchdigits.training.negatives import NOT_A_DIGIT_CLASS, non_digits
+from batchdigits.training.pairing import first_network, paired_with
 from batchdigits.training.probes import hard_set, non_digit_set, scan_like_set
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
@@ -82,146 +84,6 @@ def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, round(n * VALIDATION_FRACTION))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def image_dataset(
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    augment_data: bool = False,
-    augment_fraction: float = 1.0,
-    clean_share: float = 0.0,
-):
-    """28x28 MNIST-style arrays -> batched ``(inputs, targets)`` through the shared
-    normalisation (:func:`~batchdigits.imaging.preprocess.normalize_batch`, as in ``predict``).
-
-    ``targets`` are one-hot; label
-    :data:`~batchdigits.training.negatives.NOT_A_DIGIT_CLASS` gets the uniform target.
-    With ``shuffle_seed``, the order is reshuffled every epoch, reproducibly; with
-    ``augment_data`` too, every epoch sees freshly (and reproducibly) varied digits,
-    augmented a whole batch at a time. (``prepare``, the per-file step of ``predict``,
-    leaves one-channel images this small unchanged, so it is skipped.)
-    """
-    t = tf()
-    ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment_data:
-        seeds = t.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
-        ds = t.data.Dataset.zip(ds, seeds.batch(2)).map(
-            lambda xy, seed: (augment_batch(xy[0], seed, augment_fraction, clean_share), xy[1]),
-            num_parallel_calls=t.data.AUTOTUNE,
-            deterministic=True,
-        )
-
-    finish = _inputs_and_targets()
-    ds = ds.map(
-        lambda gray, label: finish(t.cast(gray, t.float32), label),
-        num_parallel_calls=t.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return ds.prefetch(t.data.AUTOTUNE)
-
-
-@functools.lru_cache(maxsize=1)
-def _inputs_and_targets():
-    """A batch of gray 28x28 digits and their labels -> ``(inputs, targets)``, traced once
-    per process: every dataset (training, validation, test, in every ``train`` call) calls
-    the same function instead of tracing the ~2,000-op normalisation again."""
-    t = tf()
-
-    @t.function(
-        input_signature=[
-            t.TensorSpec([None, None, None], t.float32),
-            t.TensorSpec([None], t.int32),
-        ],
-        autograph=False,
-    )
-    def finish(gray, label):
-        size = t.shape(gray)[1:3]
-        inputs, _ = normalize_batch(gray, t.tile(size[None], [t.shape(gray)[0], 1]))
-        return inputs, _targets(label)
-
-    return finish
-
-
-def _targets(label):
-    """One-hot targets; :data:`~batchdigits.training.negatives.NOT_A_DIGIT_CLASS` gets
-    the uniform one."""
-    t = tf()
-    target = t.one_hot(label, 10)
-    return t.where((label == NOT_A_DIGIT_CLASS)[:, None], 0.1, target)
-
-
-def varied_copies(images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """The training digits normalised as they are, and ``config.variants`` more times
-    varied by the augmentation (each copy one fixed draw): the model inputs, ``uint8
-    (N, variants + 1, 28, 28, 1)``. Made once, in both cores' time, so the epochs after
-    cost the network alone (see :func:`copies_dataset`)."""
-    t = tf()
-    finish = _inputs_and_targets()
-    copies = []
-    for k in range(config.variants + 1):
-        ds = t.data.Dataset.from_tensor_slices((images, labels.astype("int32"))).batch(512)
-
-        def one(i, xy, k=k):
-            gray = xy[0]
-            if k:
-                seed = t.stack([t.constant(config.seed * 1000 + k, t.int64), i])
-                gray = augment_batch(gray, seed, config.augment_fraction, config.clean_share)
-            inputs = finish(t.cast(gray, t.float32), xy[1])[0]
-            return t.cast(t.round(inputs), t.uint8)
-
-        ds = ds.enumerate().map(one, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
-        copies.append(np.concatenate(list(ds.as_numpy_iterator())))
-    return np.stack(copies, 1)
-
-
-def copies_dataset(copies: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-    """Batches of ``(inputs, targets)`` from :func:`varied_copies`: every epoch reshuffled,
-    and each digit drawn as one of its copies (the clean one among them), reproducibly."""
-    t = tf()
-    ds = t.data.Dataset.from_tensor_slices((copies, labels.astype("int32")))
-    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    seeds = t.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-    def drawn(xy, seed):
-        x, label = xy
-        which = t.random.stateless_uniform(
-            [t.shape(x)[0]], seed, maxval=copies.shape[1], dtype=t.int32
-        )
-        return t.cast(t.gather(x, which, batch_dims=1), t.float32), _targets(label)
-
-    return t.data.Dataset.zip(ds, seeds).map(drawn).prefetch(t.data.AUTOTUNE)
-
-
-def validation_parts(images: np.ndarray, labels: np.ndarray, seed: int | None):
-    """The validation digits as they are (``clean``) and, with a ``seed``, once more
-    varied by the training augmentation with a fixed draw (``varied``): ``{name:
-    (dataset, labels)}``. Model selection, temperature and review threshold then answer
-    for the inputs real users have, not only for clean MNIST."""
-    parts = {"clean": (image_dataset(images, labels, 512), labels)}
-    if seed is not None:
-        t = tf()
-        varied = np.concatenate(
-            [
-                augment_batch(images[i : i + 512], t.constant([seed, i], t.int64)).numpy()
-                for i in range(0, len(images), 512)
-            ]
-        )
-        parts["varied"] = (image_dataset(varied, labels, 512), labels)
-    return parts
-
-
-def joined(parts: dict[str, Any]):
-    """The validation parts as one dataset and its labels, in order."""
-    datasets = [dataset for dataset, _ in parts.values()]
-    both = datasets[0]
-    for dataset in datasets[1:]:
-        both = both.concatenate(dataset)
-    return both, np.concatenate([labels for _, labels in parts.values()])
 
 
 def _logits(model, dataset) -> np.ndarray:
@@ -315,7 +177,14 @@ def _training_dataset(split: dict[str, Any], config: TrainConfig, reporter: Repo
     varied once."""
     if config.variants and config.augment:
         reporter.log(f"varying the training digits {config.variants} times, once ...")
-        copies = varied_copies(split["x_fit"], split["y_fit"], config)
+        copies = varied_copies(
+            split["x_fit"],
+            split["y_fit"],
+            config.variants,
+            config.seed,
+            config.augment_fraction,
+            config.clean_share,
+        )
         return copies_dataset(copies, split["y_fit"], config.batch_size, config.seed)
     return image_dataset(
         split["x_fit"],
@@ -383,50 +252,6 @@ def _provenance(model, mnist: Mnist, seconds: float) -> dict[str, Any]:
     }
 
 
-def _first_network(path: Path | None):
-    """``(network, card)`` of the model a new second opinion joins, or ``None``."""
-    if path is None:
-        return None
-    model = load_model(path)
-    if networks(model)[1] is not None:
-        raise ModelLoadError(f"model {path} already has a second opinion")
-    return model, read_card(path)
-
-
-def paired_with(first, second, second_card: dict[str, Any], mnist: Mnist):
-    """The model file's pair (:func:`~batchdigits.model.network.paired`): ``first``'s
-    network reads every row; ``second`` is asked below the first's review threshold. The
-    card is the first's, its test figures measured again for the pair (the first's own
-    kept under ``first_network``), with the second's card under ``second_opinion``."""
-    network, card = first
-    pair = paired(network, second)
-    threshold = float(card["review_threshold"])
-    inputs = np.concatenate([x for x, _ in image_dataset(mnist.x_test, mnist.y_test, 512)])
-    alone = Inference.of(network).infer(inputs).numpy()
-    opinion = Inference.of(pair, consult_below=threshold).second
-    probs = opinion.consulted(inputs, alone, np.ones(len(inputs), bool))
-    correct = probs.argmax(1) == mnist.y_test
-    coverage, kept_accuracy = coverage_and_accuracy(probs.max(1), correct, threshold)
-    measured = {
-        "test_accuracy": round(float(correct.mean()), 6),
-        "test_ece": round(expected_calibration_error(probs.max(1), correct), 6),
-        "test_review_coverage": round(coverage, 6),
-        "test_review_accuracy": round(kept_accuracy, 6),
-        "test_review_tradeoff": tradeoff(probs.max(1), correct),
-    }
-    consulted = float(np.mean(alone.max(1) < threshold))
-    return pair, {
-        **card,
-        **measured,
-        "first_network": {key: card[key] for key in measured if key in card},
-        "second_opinion": {
-            "consulted_below": threshold,
-            "test_consulted_share": round(consulted, 6),
-            "card": second_card,
-        },
-    }
-
-
 def checkpoint_folder(output: str | os.PathLike) -> Path:
     """Where ``train --resume`` keeps the state of a run saving ``output``."""
     output = Path(output)
@@ -443,7 +268,7 @@ def train(
     """Load MNIST, train, save ``output`` (.keras) and its card; return the card."""
     config = config or TrainConfig()
     check_model_output(output)
-    first = _first_network(config.second_opinion_of)  # a bad one fails before training
+    first = first_network(config.second_opinion_of)  # a bad one fails before training
     mnist = load_mnist(data, verify=verify)
     model, card = train_model(mnist, config, reporter)
     if first is not None:

@@ -166,8 +166,9 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
     Returns the model and the calibration figures (``test_*`` on MNIST's test digits
     when MNIST is there, else on the held-out part)."""
     from batchdigits.runtime.lazy import keras
+    from batchdigits.training.datasets import image_dataset
     from batchdigits.training.fitting import FitPlan, fit
-    from batchdigits.training.train import calibrate, image_dataset
+    from batchdigits.training.train import calibrate
 
     keras().utils.set_random_seed(options.seed)
     x = np.clip(np.rint(images["inputs"]), 0, 255).astype(np.uint8)
