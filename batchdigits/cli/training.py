@@ -144,10 +144,11 @@ def train(
 
 
 def _report_trained(output: Path, card: dict) -> None:
+    trained = card.get("second_opinion", {}).get("card", card)  # the network trained now
     err.print(
         f"saved {output}: test accuracy {card['test_accuracy']:.4f} on "
         f"{card['test_images']} MNIST test images, validation accuracy "
-        f"{card['validation_accuracy']:.4f}, {card['train_seconds']:.0f} s"
+        f"{trained['validation_accuracy']:.4f}, {trained['train_seconds']:.0f} s"
     )
 
 
