@@ -59,24 +59,24 @@ class ModelRef:
                 digest.update(block)
         return "sha256:" + digest.hexdigest()
 
+    @functools.cached_property
+    def card(self) -> dict[str, Any]:
+        """The model's card, read once; empty when it has none (the model still predicts)."""
+        try:
+            return read_card(self.path)
+        except BatchDigitsError:
+            return {}
+
     def threshold(self, given: float | None = None) -> float:
         """``given``, else the card's review threshold, else the fallback (no card)."""
         if given is not None:
             return given
-        try:
-            card = read_card(self.path)
-        except BatchDigitsError:  # no card beside the model: it still predicts
-            return FALLBACK_REVIEW_THRESHOLD
-        return float(card.get("review_threshold", FALLBACK_REVIEW_THRESHOLD))
+        return float(self.card.get("review_threshold", FALLBACK_REVIEW_THRESHOLD))
 
     def consult_below(self) -> float | None:
         """Under which first confidence a second opinion is asked (the card's
-        ``second_opinion_below``; ``None``: the review threshold)."""
-        try:
-            card = read_card(self.path)
-        except BatchDigitsError:
-            return None
-        below = card.get("second_opinion", {}).get("consulted_below")
+        ``second_opinion.consulted_below``; ``None``: the review threshold)."""
+        below = self.card.get("second_opinion", {}).get("consulted_below")
         return None if below is None else float(below)
 
     def load(self):
