@@ -16,6 +16,11 @@ from batchdigits.imaging.decode import DEFAULT_MAX_PIXELS
 DEFAULT_BATCH_SIZE = 256
 #: Used when a model's card does not give a review threshold (models from older versions).
 FALLBACK_REVIEW_THRESHOLD = 0.9
+#: A row a model's second opinion was asked about is flagged under this confidence when
+#: the card names no other (``second_opinion.review_threshold``): always. A row the first
+#: network doubts stays flagged whatever the second says; the second opinion may change
+#: its answer and confidence, not its flag.
+CONSULTED_REVIEW_BELOW = 1.0
 #: The engines, by name: the module of each (``open_engine`` there). The one list.
 ENGINES = {"local": "batchdigits.run.local", "beam": "batchdigits.run.beam"}
 DEFAULT_MAX_CONTENT_LENGTH = 5 * 1024 * 1024

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from batchdigits.errors import ModelLoadError
-from batchdigits.model.inference import SECOND_CHUNK, Inference
+from batchdigits.model.inference import SECOND_CHUNK, Inference, prepare_pixels
 from batchdigits.model.network import build_model, networks, paired
 from batchdigits.model.store import ModelRef, card_path, load_model, save_model
 from batchdigits.options import PredictOptions
@@ -49,14 +49,16 @@ def test_only_doubtful_rows_are_asked_and_get_the_mean(pair_file):
     # between the lowest and highest first confidence: some rows doubtful, some not
     below = float(np.median(first.max(1)))
     inference = Inference.of(model, PredictOptions(review_threshold=0.5), consult_below=below)
-    got = inference.second.consulted(_inputs(40), first, np.ones(40, bool))
+    got, asked = inference.second.consulted(_inputs(40), first, np.ones(40, bool))
     doubtful = first.max(1) < below
     assert 0 < doubtful.sum() < 40
+    np.testing.assert_array_equal(asked, doubtful)
     np.testing.assert_array_equal(got[~doubtful], first[~doubtful])
     np.testing.assert_allclose(got[doubtful], (first[doubtful] + second[doubtful]) / 2, atol=1e-6)
     # a row with no digit is never asked
-    none = inference.second.consulted(_inputs(40), first, np.zeros(40, bool))
+    none, asked = inference.second.consulted(_inputs(40), first, np.zeros(40, bool))
     np.testing.assert_array_equal(none, first)
+    assert not asked.any()
 
 
 def test_a_rows_answer_does_not_depend_on_its_company(pair_file):
@@ -64,11 +66,11 @@ def test_a_rows_answer_does_not_depend_on_its_company(pair_file):
     inference = Inference.of(model, PredictOptions(review_threshold=0.5), consult_below=0.5)
     x = _inputs(SECOND_CHUNK + 5)  # every row doubtful: rows share places, two chunks
     doubtful = np.full((len(x), 10), 0.1, np.float32)
-    together = inference.second.consulted(x, doubtful, np.ones(len(x), bool))
+    together, _ = inference.second.consulted(x, doubtful, np.ones(len(x), bool))
     for i in range(len(x)):  # the same row the only doubtful one of its batch
         sure = np.eye(10, dtype=np.float32)[np.zeros(len(x), int)]
         sure[i] = 0.1
-        alone = inference.second.consulted(x, sure, np.ones(len(x), bool))
+        alone, _ = inference.second.consulted(x, sure, np.ones(len(x), bool))
         np.testing.assert_array_equal(alone[i], together[i])
         np.testing.assert_array_equal(np.delete(alone, i, 0), np.delete(sure, i, 0))
 
@@ -85,6 +87,35 @@ def test_the_card_says_when_the_second_opinion_is_asked(pair_file):
     finally:
         card.pop("second_opinion")
         card_path(pair_file).write_text(json.dumps(card))
+
+
+def _digits(mnist, n: int = 60):
+    return [prepare_pixels(image) for image in mnist.x_test[:n]]
+
+
+def test_a_row_the_first_network_doubts_stays_flagged(pair_file, mnist):
+    model = load_model(pair_file)
+    alone = Inference.of(networks(model)[0]).predict_prepared(_digits(mnist))
+    below = float(np.median(alone.probabilities.max(1)))
+    options = PredictOptions(review_threshold=below)
+    got = Inference.of(model, options, consult_below=below).predict_prepared(_digits(mnist))
+    asked = alone.probabilities.max(1) < below
+    assert asked.any() and not asked.all()
+    np.testing.assert_array_equal(got.review_below, np.where(asked, 1.0, below))
+    rows = [got.row(k, str(k)) for k in range(len(asked))]
+    pairs = list(zip(rows, asked, strict=True))
+    assert any(r.confidence >= below for r, a in pairs if a)  # the mean would clear it
+    assert all(r.needs_review == (a or r.confidence < below) for r, a in pairs)
+    # a threshold the user gives is every row's, consulted or not
+    mine = Inference.of(model, options, consult_below=below, consulted_review_below=below)
+    again = mine.predict_prepared(_digits(mnist))
+    assert (again.review_below == below).all()
+
+
+def test_the_users_threshold_is_every_rows(pair_file):
+    ref = ModelRef(pair_file)
+    assert ref.consulted_review_below() == 1.0
+    assert ref.consulted_review_below(0.7) == 0.7
 
 
 def test_a_file_with_two_other_outputs_is_refused(tmp_path):

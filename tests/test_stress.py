@@ -98,8 +98,8 @@ def test_an_empty_cell_is_rarely_read_as_a_digit_without_a_flag():
     inference = Inference.open(PredictOptions())
     rng = np.random.default_rng(5)
     cells = [empty_field(None, rng, bool(i % 2)) for i in range(EMPTY_CELLS)]
-    _, probabilities, found = inference.predict_prepared([prepare_pixels(c) for c in cells])
-    found = np.asarray(found, bool)
-    unflagged = found & (probabilities.max(1) >= inference.threshold)
+    got = inference.predict_prepared([prepare_pixels(c) for c in cells])
+    found = np.asarray(got.has_digit, bool)
+    unflagged = found & (got.probabilities.max(1) >= got.review_below)
     assert (~found).mean() >= EMPTY_NO_DIGIT_REACHED, f"{(~found).mean():.1%} no digit"
     assert unflagged.mean() <= EMPTY_UNFLAGGED_REACHED, f"{unflagged.mean():.2%} unflagged"

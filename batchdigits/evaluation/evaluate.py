@@ -21,7 +21,6 @@ from batchdigits.imaging.files import find_images
 from batchdigits.model.calibrate import (
     ECE_BINS,
     TRADEOFF_THRESHOLDS,
-    coverage_and_accuracy,
     expected_calibration_error,
     tradeoff,
 )
@@ -97,8 +96,9 @@ def compute_metrics(rows: list[Row], truth: list[int], threshold: float) -> dict
             "recall": tp / n_true if n_true else None,
             "support": n_true,
         }
-    kept = confidence >= threshold  # rows without a prediction are always flagged
-    coverage = float(kept.mean())
+    # the rows' own flags: a row a second opinion was asked about has its own rule
+    kept = np.array([r.prediction is not None and not r.needs_review for r in rows], bool)
+    coverage = float(kept.mean()) if kept.size else 0.0
     return {
         "images": int(len(rows)),
         "accuracy": float(correct.mean()),
@@ -108,7 +108,7 @@ def compute_metrics(rows: list[Row], truth: list[int], threshold: float) -> dict
         "ece_bins": ECE_BINS,
         "review_threshold": threshold,
         "review_coverage": coverage,
-        "review_accuracy": coverage_and_accuracy(confidence, correct, threshold)[1],
+        "review_accuracy": float(correct[kept].mean()) if kept.any() else 1.0,
         "review_tradeoff": tradeoff(confidence, correct, sorted({*TRADEOFF_THRESHOLDS, threshold})),
         "per_digit": per_digit,
         "confusion_matrix": confusion.tolist(),

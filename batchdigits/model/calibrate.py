@@ -75,7 +75,8 @@ def choose_review_threshold(
 def coverage_and_accuracy(
     confidences: np.ndarray, correct: np.ndarray, threshold: float
 ) -> tuple[float, float]:
-    """Share of rows not flagged (confidence >= threshold), and their accuracy."""
+    """Share of rows not flagged (confidence >= threshold, one for all rows or one per
+    row), and their accuracy."""
     kept = np.asarray(confidences) >= threshold
     coverage = float(kept.mean()) if kept.size else 0.0
     accuracy = float(np.asarray(correct)[kept].mean()) if kept.any() else 1.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from batchdigits.imaging.files import Listing
 from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
-from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
+from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import Row, make_row
 from batchdigits.runtime.lazy import tf
 from batchdigits.stops import check_stop, stops_deferred
@@ -61,6 +61,7 @@ class Inference:
             fingerprint=ref.fingerprint,
             name=ref.name,
             consult_below=ref.consult_below(),
+            consulted_review_below=ref.consulted_review_below(options.review_threshold),
         )
 
     @classmethod
@@ -71,29 +72,31 @@ class Inference:
         fingerprint: str = "",
         name: str = "",
         consult_below: float | None = None,
+        consulted_review_below: float = CONSULTED_REVIEW_BELOW,
     ) -> Inference:
         """A model already in memory (training measures its own on the probes). A file
         with a second opinion consults it for the rows whose first confidence is under
-        ``consult_below`` (default: the review threshold)."""
+        ``consult_below`` (default: the review threshold); a consulted row is flagged
+        for review below ``consulted_review_below`` (default: always)."""
         options = options or PredictOptions()
         if options.review_threshold is None:
             options = replace(options, review_threshold=FALLBACK_REVIEW_THRESHOLD)
         first, second = networks(keras_model)
         if second is not None:
             below = options.review_threshold if consult_below is None else consult_below
-            second = SecondOpinion(make_infer(second), second, below)
+            second = SecondOpinion(make_infer(second), second, below, consulted_review_below)
         return cls(options, make_infer(first), fingerprint, name or "(in memory)", first, second)
 
     @property
     def threshold(self) -> float:
         return self.options.review_threshold
 
-    def infer_batch(self, gray, sizes, compiled: bool = True):
+    def infer_batch(self, gray, sizes, compiled: bool = True) -> Predicted:
         """A padded batch of gray working images ``(B, H, W)``, ``B <= batch_size``, with
-        their ``sizes (B, 2)`` -> numpy ``(inputs (B, 28, 28, 1), probabilities (B, 10),
-        has_digit (B,))``. The model always gets the full ``batch_size`` shape (zero rows
-        added): its kernels, and so the last bits of the probabilities, can differ with
-        the batch shape, and a file's row must not depend on how many share its batch.
+        their ``sizes (B, 2)`` -> numpy :class:`Predicted`. The model always gets the full
+        ``batch_size`` shape (zero rows added): its kernels, and so the last bits of the
+        probabilities, can differ with the batch shape, and a file's row must not depend on
+        how many share its batch.
 
         ``compiled=False`` runs the same code eagerly, op by op: slower per batch, but
         without the ~1.5 s of tracing the normalisation's graph costs once per process,
@@ -106,35 +109,37 @@ class Inference:
         model = self.infer if compiled else functools.partial(self.network, training=False)
         probabilities = model(padded).numpy()[:n]
         inputs, has_digit = inputs.numpy(), has_digit.numpy()
+        review_below = np.full(n, self.threshold)
         if self.second is not None:
-            probabilities = self.second.consulted(inputs, probabilities, has_digit, compiled)
-        return inputs, probabilities, has_digit
+            probabilities, consulted = self.second.consulted(
+                inputs, probabilities, has_digit, compiled
+            )
+            review_below[consulted] = self.second.review_below
+        return Predicted(inputs, probabilities, has_digit, review_below)
 
-    def predict_prepared(self, grays: Sequence[np.ndarray]):
-        """Gray working images (:func:`prepare_bytes`) -> numpy ``(inputs (N, 28, 28, 1),
-        probabilities (N, 10), has_digit (N,))``, ``batch_size`` images per model call."""
+    def predict_prepared(self, grays: Sequence[np.ndarray]) -> Predicted:
+        """Gray working images (:func:`prepare_bytes`) -> numpy :class:`Predicted`,
+        ``batch_size`` images per model call."""
         size = self.options.batch_size
         parts = [
             self.infer_batch(*pad_batch(grays[start : start + size]))
             for start in range(0, len(grays), size)
         ]
         if not parts:
-            return np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32), []
-        return tuple(np.concatenate(part) for part in zip(*parts, strict=True))
+            empty = np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32)
+            return Predicted(*empty, np.zeros(0, bool), np.zeros(0))
+        return Predicted(*(np.concatenate(part) for part in zip(*parts, strict=True)))
 
     def rows_of_prepared(self, paths: Sequence[str], grays: Sequence[np.ndarray]) -> list[Row]:
         """One row per prepared image, named by ``paths``."""
-        inputs, probabilities, has_digit = self.predict_prepared(grays)
-        return [
-            make_row(path, p, bool(found), self.threshold, x)
-            for path, p, found, x in zip(paths, probabilities, has_digit, inputs, strict=True)
-        ]
+        predicted = self.predict_prepared(grays)
+        return [predicted.row(k, path, keep_input=True) for k, path in enumerate(paths)]
 
     def predict_images(self, images: Sequence[np.ndarray]):
         """Decoded images (``uint8``, gray or with channels, any size) -> numpy
         ``(probabilities (N, 10), has_digit (N,))``."""
-        _, probabilities, has_digit = self.predict_prepared([prepare_pixels(i) for i in images])
-        return probabilities, np.asarray(has_digit, bool)
+        predicted = self.predict_prepared([prepare_pixels(i) for i in images])
+        return predicted.probabilities, np.asarray(predicted.has_digit, bool)
 
     def rows(self, listing: Listing, keep_inputs: bool = False) -> Iterator[list[Row]]:
         """Rows for every file of ``listing``, in its order, a batch at a time, streamed
@@ -146,20 +151,11 @@ class Inference:
         done = 0  # rows yielded so far; the pipeline's indices skip the files it dropped
         batches = image_batches(full, self.options.batch_size, self.options.max_pixels)
         compiled = len(full) > EAGER_IMAGES
-        for indices, inputs, probabilities, has_digit in self._results(batches, compiled):
+        for indices, predicted in self._results(batches, compiled):
             rows: list[Row] = []
             for k, index in enumerate(indices.numpy().tolist()):
                 rows.extend(self._read_alone(listing, full, done, index, keep_inputs))
-                x = inputs[k] if keep_inputs else None
-                rows.append(
-                    make_row(
-                        listing.paths[index],
-                        probabilities[k],
-                        bool(has_digit[k]),
-                        self.threshold,
-                        x,
-                    )
-                )
+                rows.append(predicted.row(k, listing.paths[index], keep_inputs))
                 done = index + 1
             yield rows
         if done < len(full):
@@ -175,7 +171,7 @@ class Inference:
                 batch = next(batches, None)
                 if batch is not None:
                     indices, gray, sizes = batch
-                    result = (indices, *self.infer_batch(gray, sizes, compiled))
+                    result = (indices, self.infer_batch(gray, sizes, compiled))
             check_stop()
             if batch is None:
                 return
@@ -196,10 +192,26 @@ class Inference:
         return rows
 
 
+class Predicted(NamedTuple):
+    """A batch through the model, numpy: what each image's row is made of."""
+
+    inputs: np.ndarray  # (N, 28, 28, 1): what the network saw
+    probabilities: np.ndarray  # (N, 10)
+    has_digit: np.ndarray  # (N,): False is "no digit found"
+    review_below: np.ndarray  # (N,): the row is flagged when its confidence is under this
+
+    def row(self, k: int, path: str, keep_input: bool = False) -> Row:
+        """Image ``k``'s row, named ``path`` (with the model's input if ``keep_input``)."""
+        x = self.inputs[k] if keep_input else None
+        found = bool(self.has_digit[k])
+        return make_row(path, self.probabilities[k], found, float(self.review_below[k]), x)
+
+
 @dataclass(frozen=True)
 class SecondOpinion:
     """A stronger network asked about the rows the first is not sure of (its confidence
-    under ``below``); such a row's probabilities are the mean of the two networks'.
+    under ``below``); such a row's probabilities are the mean of the two networks', and it
+    is flagged for review when their confidence is under ``review_below``.
 
     Rows go to it :data:`SECOND_CHUNK` at a time, zero rows added, each at the place its
     index in the batch gives it (index modulo the chunk): a network's last bits can
@@ -209,11 +221,14 @@ class SecondOpinion:
     infer: Any
     network: Any
     below: float
+    review_below: float = CONSULTED_REVIEW_BELOW
 
     def consulted(self, inputs, probabilities, has_digit, compiled: bool = True):
-        """``probabilities (B, 10)`` with the doubtful rows' replaced (a copy)."""
+        """``(probabilities (B, 10)`` with the doubtful rows' replaced (a copy), ``consulted
+        (B,)`` which rows those are)``."""
         found = np.asarray(has_digit, bool)
-        pending = np.flatnonzero(found & (probabilities.max(1) < self.below)).tolist()
+        consulted = found & (probabilities.max(1) < self.below)
+        pending = np.flatnonzero(consulted).tolist()
         out = probabilities.copy()
         model = self.infer if compiled else functools.partial(self.network, training=False)
         while pending:
@@ -231,7 +246,7 @@ class SecondOpinion:
             for place, row in placed.items():
                 out[row] = (probabilities[row] + second[place]) / 2.0
             pending = later
-        return out
+        return out, consulted
 
 
 #: Rows asked of the second opinion per call (zero rows fill the last chunk).

@@ -22,7 +22,7 @@ from batchdigits.errors import (
 )
 from batchdigits.imaging.preprocess import SIZE
 from batchdigits.model.network import fold_batch_norm, networks
-from batchdigits.options import FALLBACK_REVIEW_THRESHOLD
+from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD
 from batchdigits.runtime.lazy import keras
 
 DEFAULT_MODEL_NAME = "default.keras"
@@ -78,6 +78,15 @@ class ModelRef:
         ``second_opinion.consulted_below``; ``None``: the review threshold)."""
         below = self.card.get("second_opinion", {}).get("consulted_below")
         return None if below is None else float(below)
+
+    def consulted_review_below(self, given: float | None = None) -> float:
+        """Under which confidence a row the second opinion was asked about is flagged:
+        ``given`` (the user's review threshold, for every row), else the card's
+        ``second_opinion.review_threshold``, else always (:data:`CONSULTED_REVIEW_BELOW`)."""
+        if given is not None:
+            return given
+        below = self.card.get("second_opinion", {}).get("review_threshold")
+        return CONSULTED_REVIEW_BELOW if below is None else float(below)
 
     def load(self):
         """The Keras model (see :func:`load_model`)."""

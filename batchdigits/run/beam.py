@@ -136,7 +136,7 @@ class BeamEngine:
         )
         infer = RunInference(keyed_handler(self.options)).with_exception_handling()
         predicted, failed = decoded | "Infer" >> infer
-        lines = to_lines(predicted, bad_files, failed, self.threshold, beam)
+        lines = to_lines(predicted, bad_files, failed, beam)
         (
             lines
             | "All rows" >> beam.Flatten()

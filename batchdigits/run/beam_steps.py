@@ -78,7 +78,7 @@ def _relative(path: str, root: str) -> str | None:
 
 def keyed_handler(options: PredictOptions):
     """A keyed RunInference handler: ``(name, gray image)`` -> ``(name, (probabilities,
-    has_digit))``, with the local engine's model-call shape."""
+    has_digit, review_below))``, with the local engine's model-call shape."""
     beam = import_beam()
     from apache_beam.ml.inference import base
 
@@ -96,9 +96,9 @@ def keyed_handler(options: PredictOptions):
             return Inference.open(replace(options, model=_local_copy(options.model)))
 
         def run_inference(self, batch, inference, inference_args=None):
-            _inputs, probabilities, has_digit = inference.predict_prepared(list(batch))
+            got = inference.predict_prepared(list(batch))
             self._inferences.inc(len(batch))
-            return list(zip(probabilities, has_digit, strict=True))
+            return list(zip(got.probabilities, got.has_digit, got.review_below, strict=True))
 
         def get_metrics_namespace(self):
             return METRICS_NAMESPACE
@@ -205,12 +205,12 @@ def read_file(root: str):
     return read
 
 
-def to_lines(predicted, bad_files, failed, threshold: float, beam):
+def to_lines(predicted, bad_files, failed, beam):
     """Rows of the predicted files, the unreadable ones and the failed batches, as lines."""
 
     def to_line(element) -> str:
-        key, (probabilities, has_digit) = element
-        return _line(make_row(os.fsdecode(key), probabilities, bool(has_digit), threshold))
+        key, (probabilities, has_digit, below) = element
+        return _line(make_row(os.fsdecode(key), probabilities, bool(has_digit), float(below)))
 
     def failed_file(element) -> str:
         (key, _data), (exc_type, exc_repr, _trace) = element

@@ -37,9 +37,10 @@ def paired_with(first, second, second_card: dict[str, Any], mnist: Mnist):
     inputs = np.concatenate([x for x, _ in image_dataset(mnist.x_test, mnist.y_test, 512)])
     alone = Inference.of(network).infer(inputs).numpy()
     opinion = Inference.of(pair, consult_below=threshold).second
-    probs = opinion.consulted(inputs, alone, np.ones(len(inputs), bool))
+    probs, consulted = opinion.consulted(inputs, alone, np.ones(len(inputs), bool))
     correct = probs.argmax(1) == mnist.y_test
-    coverage, kept_accuracy = coverage_and_accuracy(probs.max(1), correct, threshold)
+    review_below = np.where(consulted, opinion.review_below, threshold)
+    coverage, kept_accuracy = coverage_and_accuracy(probs.max(1), correct, review_below)
     measured = {
         "test_accuracy": round(float(correct.mean()), 6),
         "test_ece": round(expected_calibration_error(probs.max(1), correct), 6),
@@ -47,14 +48,14 @@ def paired_with(first, second, second_card: dict[str, Any], mnist: Mnist):
         "test_review_accuracy": round(kept_accuracy, 6),
         "test_review_tradeoff": tradeoff(probs.max(1), correct),
     }
-    consulted = float(np.mean(alone.max(1) < threshold))
     return pair, {
         **card,
         **measured,
         "first_network": {key: card[key] for key in measured if key in card},
         "second_opinion": {
             "consulted_below": threshold,
-            "test_consulted_share": round(consulted, 6),
+            "review_threshold": opinion.review_below,
+            "test_consulted_share": round(float(consulted.mean()), 6),
             "card": second_card,
         },
     }

@@ -13,7 +13,6 @@ import time
 
 from batchdigits.model.inference import Inference, prepare_bytes
 from batchdigits.options import PredictOptions
-from batchdigits.rows import make_row
 
 BATCH_WAIT_SECONDS = 0.005  # how long the model thread waits for more requests to join
 #: Images decoded at once, whatever the number of request threads: a burst of large
@@ -38,9 +37,9 @@ class Predictor:
         while True:
             waiting = self._waiting()
             try:
-                results = self.inference.predict_prepared([gray for gray, _ in waiting])
+                predicted = self.inference.predict_prepared([gray for gray, _ in waiting])
                 for i, (_, future) in enumerate(waiting):
-                    future.set_result(tuple(part[i] for part in results))
+                    future.set_result(predicted.row(i, "upload", keep_input=True))
             except Exception as exc:  # answered as a 500 by each waiting request
                 for _, future in waiting:
                     future.set_exception(exc)
@@ -65,30 +64,18 @@ class Predictor:
             gray = prepare_bytes(data, self.inference.options.max_pixels)
         future: Future = Future()
         self._queue.put((gray, future))
-        inputs, probabilities, has_digit = future.result()
-        row = make_row("upload", probabilities, bool(has_digit), self.inference.threshold)
+        row = future.result()
         answer = {
             "prediction": row.prediction,
             "confidence": row.confidence,
             "needs_review": row.needs_review,
-            "probabilities": [float(p) for p in probabilities] if has_digit else None,
-            "normalized": _png_data_url(inputs),
+            "probabilities": None if row.error else [float(p) for p in row.probabilities],
+            "normalized": _png_data_url(row.model_input),
             "review_threshold": self.inference.threshold,
         }
         if row.error:
             answer["error"] = row.error
         return answer
-
-
-def _png_data_url(image) -> str:
-    """A 28x28x1 model input (0..255) as a PNG data URL."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.clip(np.rint(image[..., 0]), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _png_data_url(image) -> str:
