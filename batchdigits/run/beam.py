@@ -52,12 +52,16 @@ class BeamEngine:
     listing = None  # Beam lists the files itself, on its workers
 
     def __init__(
-        self, root: str, output: str, options: PredictOptions, flags: list[str], fingerprint: str
+        self,
+        root: str,
+        output: str,
+        options: PredictOptions,
+        flags: list[str],
+        model: tuple[str, float],
     ):
         self.root, self.output, self.options, self.flags = root, output, options, flags
         self.model_name = options.model or SHIPPED_NAME
-        self.fingerprint = fingerprint
-        self.threshold = options.review_threshold
+        self.fingerprint, self.threshold = model
         self.counters: dict = {}
 
     def rows(self, paths: Sequence[str] | None = None) -> Iterator[list[Row]]:
@@ -224,5 +228,7 @@ def open_engine(input_dir, output, options: PredictOptions) -> BeamEngine:
             ref.load()  # a bad file fails here, not on every worker
             model = os.path.abspath(model)
         threshold, fingerprint = ref.threshold(options.review_threshold), ref.fingerprint
-    options = replace(options, model=model, review_threshold=threshold)
-    return BeamEngine(root, os.fspath(output), options, flags, fingerprint)
+    # the workers resolve the threshold from the card (or its absence) themselves, as the
+    # local engine does: a second opinion's rows have their own unless the user gave one
+    options = replace(options, model=model)
+    return BeamEngine(root, os.fspath(output), options, flags, (fingerprint, threshold))

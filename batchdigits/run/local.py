@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 
 from batchdigits.imaging.files import Listing, find_images
 from batchdigits.model.store import ModelRef
@@ -25,7 +24,7 @@ class LocalEngine:
         self.model_name = self._ref.name
         self.fingerprint = self._ref.fingerprint
         self.threshold = self._ref.threshold(options.review_threshold)
-        self._options = replace(options, review_threshold=self.threshold)
+        self._options = options  # the user's threshold, or None: the card decides per row
         self._inference = None
 
     def rows(self, paths: Sequence[str] | None = None) -> Iterator[list[Row]]:
