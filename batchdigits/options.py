@@ -14,6 +14,7 @@ from batchdigits.errors import UsageError
 from batchdigits.imaging.decode import DEFAULT_MAX_PIXELS
 
 DEFAULT_BATCH_SIZE = 256
+MAX_DIGITS = 32  # the longest number --numbers reads
 #: Used when a model's card does not give a review threshold (models from older versions).
 FALLBACK_REVIEW_THRESHOLD = 0.9
 #: A row a model's second opinion was asked about is flagged under this confidence when
@@ -58,6 +59,13 @@ class PredictOptions:
     train_if_missing: bool = False  # train a model at ``model`` first if it does not exist
     data: str | os.PathLike | None = None  # MNIST for train_if_missing
     verify_data: bool = True  # check MNIST's published checksums
+    numbers: bool = False  # each image holds a number of one or more digits (a string)
+    digits: tuple[int, int] | None = None  # with numbers: its fewest and most digits
+
+    @property
+    def lengths(self) -> tuple[int, int]:
+        """How many digits a number may have (``--digits``, else any)."""
+        return self.digits or (1, MAX_DIGITS)
 
     def check(self) -> None:
         """Raise :class:`UsageError` (exit 2) for settings that do not go together."""
@@ -82,6 +90,21 @@ def _problems(o: PredictOptions):
         yield "--beam-min-batch is larger than --beam-max-batch (or below 1)"
     if o.train_if_missing and o.model is None:
         yield "--train-if-missing needs --model PATH"
+    if o.digits is not None and not o.numbers:
+        yield "--digits reads numbers: add --numbers"
+    if o.digits is not None and not 1 <= o.digits[0] <= o.digits[1] <= MAX_DIGITS:
+        yield f"--digits must be between 1 and {MAX_DIGITS}, the smaller first"
+
+
+def parse_digits(text: str) -> tuple[int, int]:
+    """``--digits``: ``"5"`` -> ``(5, 5)``, ``"3-6"`` -> ``(3, 6)``; :class:`UsageError`
+    for anything else."""
+    low, _, high = text.strip().partition("-")
+    try:
+        pair = (int(low), int(high or low))
+    except ValueError:
+        raise UsageError(f"--digits {text!r}: give a count (5) or a range (3-6)") from None
+    return pair
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -10,11 +10,22 @@ from typing import Any
 
 COLUMNS = ("path", "prediction", "confidence", "needs_review", "error")
 PROBABILITY_COLUMNS = tuple(f"p{d}" for d in range(10))
+#: ``--numbers --probabilities``: each digit's own confidence, in reading order, one cell
+DIGIT_CONFIDENCE_COLUMNS = ("digit_confidences",)
 NO_DIGIT = "no digit found"  # the error of an image without a stroke
 
 
-def header(probabilities: bool = False, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    return COLUMNS + (PROBABILITY_COLUMNS if probabilities else ()) + extra
+def header(
+    probabilities: bool = False, extra: tuple[str, ...] = (), numbers: bool = False
+) -> tuple[str, ...]:
+    if not probabilities:
+        return COLUMNS + extra
+    return COLUMNS + (DIGIT_CONFIDENCE_COLUMNS if numbers else PROBABILITY_COLUMNS) + extra
+
+
+def headers() -> tuple[tuple[str, ...], ...]:
+    """Every header this tool writes without extra columns (an output it may replace)."""
+    return tuple(dict.fromkeys(header(p, (), n) for p in (False, True) for n in (False, True)))
 
 
 def csv_path(path: str) -> str:
@@ -32,12 +43,13 @@ class Row:
     """One CSV row: a prediction, or an error for a file that could not be used."""
 
     path: str
-    prediction: int | None = None
+    prediction: int | str | None = None  # a digit; with --numbers, a string of digits
     confidence: float | None = None
     error: str = ""
     needs_review: bool = True
-    probabilities: Sequence[float] | None = None  # the ten digits' probabilities
+    probabilities: Sequence[float] | None = None  # the ten digits' (a number: each digit's)
     model_input: Any = None  # the 28x28 image the model saw, when asked for (not written)
+    number: bool = False  # a --numbers row: its probabilities are one cell
 
     def cells(self, probabilities: bool = False) -> list[str]:
         path = csv_path(self.path)
@@ -46,7 +58,9 @@ class Row:
             cells = [path, "", "", review, self.error]
         else:
             cells = [path, str(self.prediction), f"{self.confidence:.6f}", review, self.error]
-        if probabilities:
+        if probabilities and self.number:
+            cells.append(" ".join(f"{p:.6f}" for p in self.probabilities or ()))
+        elif probabilities:
             if self.probabilities is None:
                 cells += [""] * len(PROBABILITY_COLUMNS)
             else:

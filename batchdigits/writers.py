@@ -53,7 +53,11 @@ class AtomicCsvWriter:
     """Write rows to a temporary file; :meth:`commit` publishes it, :meth:`abort` drops it."""
 
     def __init__(
-        self, output: str | os.PathLike, probabilities: bool = False, extra: tuple[str, ...] = ()
+        self,
+        output: str | os.PathLike,
+        probabilities: bool = False,
+        extra: tuple[str, ...] = (),
+        numbers: bool = False,
     ) -> None:
         check_output_path(output)
         self.output = Path(output)
@@ -62,7 +66,7 @@ class AtomicCsvWriter:
         self.tmp_path = self._atomic.tmp_path
         self._csv = csv.writer(self._atomic.file, lineterminator="\n")
         self.rows_written = 0
-        self._atomic.guarded(self._csv.writerow, header(probabilities, extra))
+        self._atomic.guarded(self._csv.writerow, header(probabilities, extra, numbers))
 
     def write(self, rows: Sequence[Row | CsvRow], extra: list[list[str]] | None = None) -> None:
         """Write rows; ``extra`` gives each row's cells for the ``extra`` columns."""
@@ -96,14 +100,16 @@ class StreamCsvWriter:
     no temporary file and no lock. A reader that stops reading ends the run
     (:class:`OutputClosedError`, exit 141)."""
 
-    def __init__(self, probabilities: bool = False, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, probabilities: bool = False, extra: tuple[str, ...] = (), numbers: bool = False
+    ) -> None:
         self.output = STDOUT
         self.with_probabilities = probabilities
         stdout = sys.stdout.fileno()
         self._file = open(stdout, "w", encoding="utf-8", newline="", closefd=False)  # noqa: SIM115 - closed in __exit__
         self._csv = csv.writer(self._file, lineterminator="\n")
         self.rows_written = 0
-        self._guarded(self._csv.writerow, header(probabilities, extra))
+        self._guarded(self._csv.writerow, header(probabilities, extra, numbers))
 
     def _guarded(self, write, *args) -> None:
         try:

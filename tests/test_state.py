@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 
+from batchdigits.options import PredictOptions
 from batchdigits.rows import Row
 from batchdigits.run.state import load_previous, row_settings, state_path, write_state
 from batchdigits.writers import AtomicCsvWriter
 
-SETTINGS = row_settings("sha256:abc", 0.95, False)
+SETTINGS = row_settings("sha256:abc", 0.95, PredictOptions())
 
 
 def publish(out, rows):
@@ -39,10 +40,13 @@ def test_round_trip(tmp_path):
 def test_other_settings_or_a_touched_csv_reuse_nothing(tmp_path):
     out = tmp_path / "p.csv"
     publish(out, [Row("a.png", 1, 0.99)])
-    assert load_previous(out, row_settings("sha256:other", 0.95, False)).reason == (
+    assert load_previous(out, row_settings("sha256:other", 0.95, PredictOptions())).reason == (
         "model or settings changed"
     )
-    assert not load_previous(out, row_settings("sha256:abc", 0.95, True)).usable
+    with_probabilities = row_settings("sha256:abc", 0.95, PredictOptions(probabilities=True))
+    assert not load_previous(out, with_probabilities).usable
+    as_numbers = row_settings("sha256:abc", 0.95, PredictOptions(numbers=True))
+    assert not load_previous(out, as_numbers).usable
     os.utime(out, ns=(1, 1))  # the CSV changed after the sidecar was written
     assert "changed since" in load_previous(out, SETTINGS).reason
     assert list(load_previous(out, SETTINGS).rows()) == []

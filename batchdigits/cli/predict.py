@@ -28,6 +28,7 @@ from batchdigits.options import (
     ENGINES,
     BeamSettings,
     PredictOptions,
+    parse_digits,
 )
 
 #: The engines' names as a choice (the engines themselves: ``options.ENGINES``).
@@ -149,6 +150,26 @@ BeamMinBatchOption = Annotated[
 BeamMaxBatchOption = Annotated[
     int, typer.Option(min=1, help="Largest batch RunInference forms.", rich_help_panel=BEAM)
 ]
+NumbersOption = Annotated[
+    bool,
+    typer.Option(
+        "--numbers",
+        help="Each image holds a whole number of one or more digits (an amount, a ZIP "
+        "code): prediction is the digit string, confidence that the whole string is right. "
+        "Separators (. , -) are left out.",
+        rich_help_panel=INPUT,
+    ),
+]
+DigitsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--digits",
+        metavar="N|MIN-MAX",
+        help="With --numbers: how many digits each number has (5), or a range (3-6).",
+        show_default=False,
+        rich_help_panel=INPUT,
+    ),
+]
 _in = dict(rich_help_panel=INPUT)
 _model = dict(rich_help_panel=MODEL)
 
@@ -157,6 +178,8 @@ _model = dict(rich_help_panel=MODEL)
 def predict(
     input_dir: InputDirArgument,
     recursive: RecursiveOption = True,
+    numbers: NumbersOption = False,
+    digits: DigitsOption = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help=MAX_PIXELS_HELP, **_in)
     ] = DEFAULT_MAX_PIXELS,
@@ -191,10 +214,12 @@ def predict(
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
     from batchdigits.run.driver import predict_folder
 
-    options = _predict_options(locals())
+    given = locals()
     record = _summary_writer(summary_json, {"output": str(output), "input": str(input_dir)})
     summary = run(
-        lambda: predict_folder(input_dir, output, options, reporter(quiet, log_every)),
+        lambda: predict_folder(
+            input_dir, output, _predict_options(given), reporter(quiet, log_every)
+        ),
         lambda code, message: record({"exit_code": code, "error": message}),
     )
     record({"exit_code": int(summary.exit_code), **summary.as_dict()})
@@ -208,8 +233,14 @@ def _predict_options(given: dict) -> PredictOptions:
     and the three that the command line spells differently."""
     same = {f.name: given[f.name] for f in dataclasses.fields(PredictOptions) if f.name in given}
     beam = (tuple(given["beam_option"] or ()), given["beam_min_batch"], given["beam_max_batch"])
+    digits = given["digits"]
     return PredictOptions(
-        **{**same, "engine": given["engine"].value, "verify_data": not given["skip_checksum"]},
+        **{
+            **same,
+            "engine": given["engine"].value,
+            "verify_data": not given["skip_checksum"],
+            "digits": None if digits is None else parse_digits(digits),
+        },
         beam=BeamSettings(*beam),
     )
 

@@ -115,9 +115,11 @@ def prepare(image):
     return to_gray(t.cond(longer > WORK_SIZE, shrink, lambda: t.cast(image, t.float32)))
 
 
-def _fit_box(x):
+def _fit_box(x, least_side=None):
     """Each image's ink box (pixels >= a tenth of full ink) scaled so its longer side is
-    20 px, aspect ratio kept, in a 20x20 square: ``(B, 20, 20)``. Each output pixel
+    20 px, aspect ratio kept, in a 20x20 square: ``(B, 20, 20)``; with ``least_side
+    (B,)``, the square is at least that many pixels (a digit of a number keeps its size
+    against the number's height). Each output pixel
     averages 4x4 bilinear samples of its area (anti-aliased down, smooth up); a box of
     exactly 20 px is taken pixel for pixel, so MNIST itself passes through unchanged."""
     t = tf()
@@ -126,6 +128,8 @@ def _fit_box(x):
     x0, x1 = first_last(t.reduce_any(ink, axis=1))
     y0, y1, x0, x1 = (t.cast(v, t.float32) for v in (y0, y1, x0, x1))
     side = t.maximum(t.maximum(y1 - y0, x1 - x0), 1.0)
+    if least_side is not None:
+        side = t.maximum(side, least_side)
     # The square's corner on whole pixels, so a 20 px box is sampled exactly on pixels.
     top = t.round((y0 + y1 - side) / 2.0)
     left = t.round((x0 + x1 - side) / 2.0)
@@ -174,7 +178,7 @@ def _centre(box):
     )
 
 
-def _valid(x, h, w):
+def valid_region(x, h, w):
     """``(B, H, W)`` True inside each image's own ``h x w``, False in the padding."""
     t = tf()
     rows = t.range(t.shape(x)[1])[None, :, None] < h[:, None, None]
@@ -191,9 +195,9 @@ def normalize_batch(gray, sizes):
     t = tf()
     h, w = sizes[:, 0], sizes[:, 1]
     bright = ink_is_bright(gray, h, w)
-    x = t.where(per_image(bright), gray, 255.0 - gray) * t.cast(_valid(gray, h, w), t.float32)
+    x = t.where(per_image(bright), gray, 255.0 - gray) * t.cast(valid_region(gray, h, w), t.float32)
     x, h, w = shrunk(x, h, w)
-    valid = _valid(x, h, w)
+    valid = valid_region(x, h, w)
     x = t.nn.relu(x - background(x, h, w)) * t.cast(valid, t.float32)
     x, contrast = stretch(x, h, w, valid)
     x = without_salt_and_pepper(x)
@@ -201,8 +205,14 @@ def normalize_batch(gray, sizes):
     x = without_edge_lines(x, h, w)
     x = without_specks(x, h, w)
     has_digit = (contrast >= MIN_CONTRAST) & has_stroke(x, h, w)
-    out = _centre(_fit_box(x))
-    return t.where(per_image(has_digit)[..., None], out, 0.0) * 255.0, has_digit
+    out = model_inputs(x)
+    return t.where(per_image(has_digit)[..., None], out, 0.0), has_digit
+
+
+def model_inputs(x, least_side=None):
+    """Steps 5-6: clean ink ``x (B, H, W)`` in 0..1 (zero-padded) -> the model's inputs
+    ``(B, 28, 28, 1)`` in 0..255 (``least_side``: see :func:`_fit_box`)."""
+    return _centre(_fit_box(x, least_side)) * 255.0
 
 
 def pad_batch(grays):

@@ -27,8 +27,9 @@ from batchdigits.imaging.files import Listing
 from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
+from batchdigits.numbers.reader import NumberReading, read_batch
 from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
-from batchdigits.rows import Row, make_row
+from batchdigits.rows import NO_DIGIT, Row, make_row
 from batchdigits.runtime.lazy import tf
 from batchdigits.stops import check_stop, stops_deferred
 
@@ -91,7 +92,7 @@ class Inference:
     def threshold(self) -> float:
         return self.options.review_threshold
 
-    def infer_batch(self, gray, sizes, compiled: bool = True) -> Predicted:
+    def infer_batch(self, gray, sizes, compiled: bool = True) -> Predicted | Readings:
         """A padded batch of gray working images ``(B, H, W)``, ``B <= batch_size``, with
         their ``sizes (B, 2)`` -> numpy :class:`Predicted`. The model always gets the full
         ``batch_size`` shape (zero rows added): its kernels, and so the last bits of the
@@ -101,6 +102,8 @@ class Inference:
         ``compiled=False`` runs the same code eagerly, op by op: slower per batch, but
         without the ~1.5 s of tracing the normalisation's graph costs once per process,
         so a run of a few batches finishes sooner. Both give the same bits."""
+        if self.options.numbers:
+            return Readings(read_batch(self, gray, sizes, self.options.lengths), self.threshold)
         t = tf()
         normalize = _normalize() if compiled else normalize_batch
         inputs, has_digit = normalize(t.convert_to_tensor(gray), t.convert_to_tensor(sizes))
@@ -117,14 +120,16 @@ class Inference:
             review_below[consulted] = self.second.review_below
         return Predicted(inputs, probabilities, has_digit, review_below)
 
-    def predict_prepared(self, grays: Sequence[np.ndarray]) -> Predicted:
-        """Gray working images (:func:`prepare_bytes`) -> numpy :class:`Predicted`,
-        ``batch_size`` images per model call."""
+    def predict_prepared(self, grays: Sequence[np.ndarray]) -> Predicted | Readings:
+        """Gray working images (:func:`prepare_bytes`) -> numpy :class:`Predicted` (with
+        ``numbers``: :class:`Readings`), ``batch_size`` images per model call."""
         size = self.options.batch_size
         parts = [
             self.infer_batch(*pad_batch(grays[start : start + size]))
             for start in range(0, len(grays), size)
         ]
+        if self.options.numbers:
+            return Readings([r for part in parts for r in part.readings], self.threshold)
         if not parts:
             empty = np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32)
             return Predicted(*empty, np.zeros(0, bool), np.zeros(0))
@@ -185,11 +190,33 @@ class Inference:
             try:
                 gray = prepare_pixels(read_with_pillow(full[j], self.options.max_pixels))
             except UnreadableImage as exc:
-                rows.append(Row(path=listing.paths[j], error=str(exc)))
+                rows.append(Row(listing.paths[j], error=str(exc), number=self.options.numbers))
                 continue
             row = self.rows_of_prepared([listing.paths[j]], [gray])[0]
             rows.append(row if keep_inputs else replace(row, model_input=None))
         return rows
+
+
+@dataclass(frozen=True)
+class Readings:
+    """A batch of number fields read (``--numbers``): what each image's row is made of."""
+
+    readings: list[NumberReading]
+    threshold: float
+
+    def row(self, k: int, path: str, keep_input: bool = False) -> Row:
+        """Image ``k``'s row, named ``path`` (numbers keep no model input)."""
+        reading = self.readings[k]
+        if not reading.found:
+            return Row(path=path, error=NO_DIGIT, number=True)
+        return Row(
+            path=path,
+            prediction=reading.digits,
+            confidence=reading.confidence,
+            needs_review=reading.confidence < self.threshold,
+            probabilities=reading.digit_confidences,
+            number=True,
+        )
 
 
 class Predicted(NamedTuple):

@@ -22,7 +22,7 @@ from batchdigits.errors import ExitCode, UsageError
 from batchdigits.imaging.files import Listing, Mapped
 from batchdigits.options import FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.progress import NullReporter, Reporter
-from batchdigits.rows import csv_path, header
+from batchdigits.rows import csv_path, headers
 from batchdigits.run.engines import CHUNK, Engine, chunks, open_engine
 from batchdigits.run.lock import output_lock
 from batchdigits.run.plan import make_plan, merge
@@ -152,7 +152,7 @@ def claim_output(output: str | os.PathLike, force: bool, wait_lock: float):
     with output_lock(output, wait_lock):
         remove_stale_temps(output)
         if not force:
-            check_overwrite(output, (header(False), header(True)))
+            check_overwrite(output, headers())
         yield
 
 
@@ -160,7 +160,7 @@ def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporte
     """The engine's rows (merged with the reused ones) into the published CSV; then,
     with ``--incremental``, the sidecar that describes it. An incremental run that finds
     nothing new, changed, to retry or to drop leaves the CSV and sidecar as they are."""
-    settings = row_settings(engine.fingerprint, engine.threshold, options.probabilities)
+    settings = row_settings(engine.fingerprint, engine.threshold, options)
     t_stream = time.perf_counter()
     incremental = _Incremental(engine, output, settings, summary) if options.incremental else None
     if incremental is not None and incremental.nothing_to_do:
@@ -169,9 +169,9 @@ def _write_csv(engine: Engine, output, options: PredictOptions, summary, reporte
         summary.stream_seconds = time.perf_counter() - t_stream
         return
     if os.fspath(output) == STDOUT:
-        writing = StreamCsvWriter(options.probabilities)
+        writing = StreamCsvWriter(options.probabilities, numbers=options.numbers)
     else:
-        writing = AtomicCsvWriter(output, options.probabilities)
+        writing = AtomicCsvWriter(output, options.probabilities, numbers=options.numbers)
     with writing as writer:
         rows = incremental.rows() if incremental else (r for c in engine.rows() for r in c)
         reporter.start(engine.label, len(engine.listing.paths) if engine.listing else None)

@@ -73,9 +73,18 @@ def file_stamp(path: str, dir_fd: int | None = None) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def row_settings(fingerprint: str, threshold: float, probabilities: bool) -> dict:
-    """What shapes a row, as the sidecar records it: rows made otherwise are not reused."""
-    return {"model": fingerprint, "review_threshold": threshold, "probabilities": probabilities}
+def row_settings(fingerprint: str, threshold: float, options) -> dict:
+    """What shapes a row, as the sidecar records it: rows made otherwise are not reused.
+    (The numbers' settings are recorded only with ``--numbers``, so a single-digit
+    sidecar is the same as before.)"""
+    settings = {
+        "model": fingerprint,
+        "review_threshold": threshold,
+        "probabilities": options.probabilities,
+    }
+    if options.numbers:
+        settings["numbers"] = list(options.lengths)
+    return settings
 
 
 def load_previous(output: str | os.PathLike, settings: dict) -> Previous:
@@ -97,7 +106,8 @@ def load_previous(output: str | os.PathLike, settings: dict) -> Previous:
         return Previous(reason=f"{output} changed since the state was written")
     try:
         with open(output, encoding="utf-8", newline="") as f:
-            if tuple(next(csv.reader(f), ())) != header(settings["probabilities"]):
+            columns = header(settings["probabilities"], numbers="numbers" in settings)
+            if tuple(next(csv.reader(f), ())) != columns:
                 return Previous(reason=f"{output} has other columns")
     except (OSError, UnicodeDecodeError, csv.Error):
         return Previous(reason=f"{output} is unreadable")

@@ -1,0 +1,146 @@
+"""Reading whole numbers: every candidate digit of a batch of fields through the digit
+model at once, then, per field, the path through the candidates with the highest product
+of the digits' probabilities (of the lengths allowed)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from batchdigits.imaging.components import label_pieces
+from batchdigits.imaging.preprocess import model_inputs, pad_batch
+from batchdigits.numbers.field import INK, field_ink
+from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
+from batchdigits.runtime.lazy import tf
+
+#: Lengths read when the user does not give one.
+ANY_LENGTH = (1, 32)
+#: Log-odds for each digit read: without it, the product of probabilities favours fewer
+#: digits (two digits joined into one candidate).
+DIGIT_BONUS = 0.3
+#: A candidate is scaled as if it were at least this share of the number's height: a
+#: narrow part of a digit stays narrow (it is not blown up into a digit of its own).
+HEIGHT_SHARE = 1.0
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """One field's reading: its digits (``""``: no digit found), the probability that
+    the whole string is right, and each digit's own."""
+
+    digits: str
+    confidence: float
+    digit_confidences: tuple[float, ...]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.digits)
+
+
+NOTHING = NumberReading("", 0.0, ())
+
+
+def read_fields(inference, grays: Sequence[np.ndarray], lengths=ANY_LENGTH) -> list[NumberReading]:
+    """Gray working images (one number each) -> their readings, with ``inference``'s
+    network; ``lengths`` ``(fewest, most)`` digits."""
+    if not grays:
+        return []
+    return read_batch(inference, *pad_batch(grays), lengths)
+
+
+def read_batch(inference, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:
+    """A padded batch of gray working images ``(B, H, W)`` with their ``sizes (B, 2)``
+    -> their readings (see :func:`read_fields`)."""
+    ink, has_ink = _clean()(gray, sizes)
+    labels = label_pieces(ink >= INK).numpy().astype(np.int64)
+    ink, has_ink = ink.numpy(), has_ink.numpy()
+    fields = []
+    for k in range(int(ink.shape[0])):
+        prims = primitives(pieces(labels[k], ink[k]), ink[k]) if has_ink[k] else []
+        fields.append((prims, candidates(prims)))
+    crops = [crop(prims[i:j], ink[k]) for k, (prims, cands) in enumerate(fields) for i, j in cands]
+    heights = [height_of(prims) for prims, cands in fields for _ in cands]
+    probabilities = _probabilities(inference, crops, heights)
+    out, at = [], 0
+    for prims, cands in fields:
+        scores = probabilities[at : at + len(cands)]
+        at += len(cands)
+        if not cands:
+            out.append(NOTHING)
+            continue
+        height = height_of(prims)
+        against = np.array([odds(prims[i:j], height) for i, j in cands])
+        out.append(best_path(len(prims), cands, scores, lengths, against))
+    return out
+
+
+def _probabilities(inference, crops: list[np.ndarray], heights: list[int]) -> np.ndarray:
+    """The digit model's probabilities for each candidate's ink ``(N, 10)``: the crops
+    normalised as single digits are (steps 5-6), ``batch_size`` at a time, each call
+    with the full batch shape."""
+    size = inference.options.batch_size
+    out = []
+    for start in range(0, len(crops), size):
+        part = crops[start : start + size]
+        h = max(c.shape[0] for c in part)
+        w = max(c.shape[1] for c in part)
+        batch = np.zeros((size, h, w), np.float32)
+        for n, c in enumerate(part):
+            batch[n, : c.shape[0], : c.shape[1]] = c
+        least = np.zeros(size, np.float32)
+        least[: len(part)] = np.asarray(heights[start : start + size], np.float32) * HEIGHT_SHARE
+        inputs = _inputs()(tf().constant(batch), tf().constant(least))
+        out.append(inference.infer(inputs).numpy()[: len(part)])
+    return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+
+def best_path(count: int, cands, probabilities, lengths, against=None) -> NumberReading:
+    """The most probable reading of ``count`` primitives through the candidate digits
+    ``cands`` (``(first, stop)``, with their ``probabilities (N, 10)``), with between
+    ``lengths[0]`` and ``lengths[1]`` digits; none possible: no digit found."""
+    fewest, most = lengths
+    most = min(most, count)
+    log_p = np.log(np.maximum(probabilities.max(1), 1e-12)) + DIGIT_BONUS
+    if against is not None:
+        log_p = log_p - against
+    # best[j][n]: the best (score, path) covering primitives [0, j) with n digits
+    best: list[dict[int, tuple[float, tuple[int, ...]]]] = [{} for _ in range(count + 1)]
+    best[0][0] = (0.0, ())
+    by_start: dict[int, list[int]] = {}
+    for c, (i, _) in enumerate(cands):
+        by_start.setdefault(i, []).append(c)
+    for i in range(count):
+        for n, (score, path) in best[i].items():
+            if n >= most:
+                continue
+            for c in by_start.get(i, []):
+                j = cands[c][1]
+                new = (score + float(log_p[c]), (*path, c))
+                if new[0] > best[j].get(n + 1, (-math.inf,))[0]:
+                    best[j][n + 1] = new
+    allowed = [v for n, v in best[count].items() if fewest <= n <= most]
+    if not allowed:
+        return NOTHING
+    _, path = max(allowed)
+    chosen = probabilities[list(path)]
+    digits = "".join(str(int(d)) for d in chosen.argmax(1))
+    each = chosen.max(1).astype(np.float64)
+    return NumberReading(digits, float(np.prod(each)), tuple(float(p) for p in each))
+
+
+@functools.lru_cache(maxsize=1)
+def _clean():
+    t = tf()
+    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
+    return t.function(field_ink, input_signature=specs, autograph=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _inputs():
+    t = tf()
+    spec = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None], t.float32)]
+    return t.function(model_inputs, input_signature=spec, autograph=False)
