@@ -212,20 +212,24 @@ def predict(
     beam_max_batch: BeamMaxBatchOption = BeamSettings.max_batch,
 ) -> None:
     """Predict every image under INPUT_DIR and write one CSV row per image file."""
-    from batchdigits.run.driver import predict_folder
-
     given = locals()
     record = _summary_writer(summary_json, {"output": str(output), "input": str(input_dir)})
     summary = run(
-        lambda: predict_folder(
-            input_dir, output, _predict_options(given), reporter(quiet, log_every)
-        ),
+        lambda: _predict(given, reporter(quiet, log_every)),
         lambda code, message: record({"exit_code": code, "error": message}),
     )
     record({"exit_code": int(summary.exit_code), **summary.as_dict()})
     if not (quiet and summary.exit_code == ExitCode.OK):
         _print_summary(summary, incremental)
     raise typer.Exit(int(summary.exit_code))
+
+
+def _predict(given: dict, report):
+    """The run itself (its options read inside, so a bad one exits with its code)."""
+    from batchdigits.run.driver import predict_folder
+
+    options = _predict_options(given)
+    return predict_folder(given["input_dir"], given["output"], options, report)
 
 
 def _predict_options(given: dict) -> PredictOptions:
