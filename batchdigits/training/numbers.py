@@ -1,0 +1,174 @@
+"""Training the sequence reader of numbers on synthetic numbers composed from MNIST
+*training* digits: each digit scaled and slanted, neighbours apart, touching or
+overlapping, on a wandering baseline; sometimes a separator (. , -) that is not in the
+label, rulings, a scanner margin, a cell much larger than the number; both polarities,
+paper noise. The fields go through the product's own cleaning and scaling
+(:func:`~batchdigits.numbers.field.field_ink`, :func:`~batchdigits.numbers.sequence.
+sequence_inputs`), so training sees what prediction sees."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from batchdigits.imaging.preprocess import pad_batch
+from batchdigits.numbers.field import field_ink
+from batchdigits.numbers.sequence import build_sequence_model, greedy, sequence_inputs
+from batchdigits.runtime.lazy import keras, tf
+
+MAX_LABEL = 10  # digits in a synthetic number, at most
+
+
+def _digit(image: np.ndarray, height: int, shear: float) -> np.ndarray:
+    """A digit's ink (0..1) cut to its box, ``height`` rows, sheared."""
+    ys, xs = np.nonzero(image > 30)
+    box = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    width = max(2, round(box.shape[1] * height / box.shape[0]))
+    extra = int(abs(shear) * height) + 1
+    canvas = Image.new("L", (width + 2 * extra, height))
+    canvas.paste(Image.fromarray(box).resize((width, height), Image.BILINEAR), (extra, 0))
+    leaned = canvas.transform(
+        canvas.size, Image.AFFINE, (1, shear, -shear * height / 2, 0, 1, 0), Image.BILINEAR
+    )
+    ink = np.asarray(leaned, np.float32) / 255.0
+    used = np.flatnonzero(ink.max(0) > 0.1)
+    return ink[:, used.min() : used.max() + 1] if len(used) else ink
+
+
+def _number(digits, labels, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """One number's ink and its label."""
+    length = int(rng.integers(1, MAX_LABEL + 1))
+    label = "".join(str(d) for d in rng.integers(0, 10, length))
+    height = int(rng.integers(20, 48))
+    shear = float(rng.normal(0, 0.15))
+    spacing = rng.choice(["apart", "touching", "overlapping"], p=[0.45, 0.3, 0.25])
+    separator = rng.random() < 0.2 and length > 1
+    at = int(rng.integers(1, length)) if separator else -1
+    pieces, x = [], 0
+    for i, ch in enumerate(label):
+        pool = np.flatnonzero(labels == int(ch))
+        size = max(8, round(height * rng.uniform(0.85, 1.15)))
+        ink = _digit(digits[pool[rng.integers(len(pool))]], size, shear)
+        gap = {"apart": (0.1, 0.5), "touching": (-0.08, 0.02), "overlapping": (-0.3, -0.08)}[
+            spacing
+        ]
+        x += round(rng.uniform(*gap) * height) if i else 0
+        top = height - size + round(rng.normal(0, 0.05) * height)
+        pieces.append((ink, top, x))
+        x += ink.shape[1]
+        if i == at:  # a separator after this digit
+            pen = max(2, round(height * 0.1))
+            mark = np.ones((pen, pen if rng.random() < 0.6 else 3 * pen), np.float32)
+            x += round(0.15 * height)
+            pieces.append((mark, height - pen if mark.shape[1] == pen else height // 2, x))
+            x += mark.shape[1] + round(0.15 * height)
+    x0 = min(p[2] for p in pieces)
+    out = np.zeros((2 * height + 8, x - x0 + 8), np.float32)
+    for ink, top, left in pieces:
+        r, c = top + height // 2 + 4, left - x0 + 4
+        region = out[max(r, 0) : r + ink.shape[0], c : c + ink.shape[1]]
+        np.maximum(region, ink[: region.shape[0], : region.shape[1]], out=region)
+    return out, label
+
+
+def _field(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The number on paper: room around it, sometimes a cell's rulings and a margin, the
+    polarity and contrast of a scan, noise; ``uint8 (H, W)``."""
+    rows = np.flatnonzero(ink.max(1) > 0.1)
+    ink = ink[rows.min() : rows.max() + 1]
+    h, w = ink.shape
+    loose = rng.random() < 0.25
+    pad_y = int(h * (rng.uniform(0.4, 1.0) if loose else rng.uniform(0.05, 0.4)))
+    pad_x = int(h * rng.uniform(0.05, 0.6))
+    field = np.zeros((h + 2 * pad_y, w + 2 * pad_x), np.float32)
+    field[pad_y : pad_y + h, pad_x : pad_x + w] = ink
+    H, W = field.shape
+    if loose and rng.random() < 0.7:  # the cell's rulings
+        for _ in range(int(rng.integers(1, 4))):
+            t = int(rng.integers(1, 3))
+            if rng.random() < 0.5:
+                c = int(rng.choice([rng.integers(0, 4), W - 1 - rng.integers(0, 4)]))
+                field[:, max(0, c - t + 1) : c + 1] = rng.uniform(0.6, 1.0)
+            else:
+                r = int(rng.choice([rng.integers(0, 4), H - 1 - rng.integers(0, 4)]))
+                field[max(0, r - t + 1) : r + 1, :] = rng.uniform(0.6, 1.0)
+    if loose and rng.random() < 0.4:  # a scanner margin along one side
+        depth = int(rng.uniform(0.1, 0.3) * (W if rng.random() < 0.5 else H))
+        side = int(rng.integers(4))
+        band = [np.s_[:depth, :], np.s_[-depth:, :], np.s_[:, :depth], np.s_[:, -depth:]][side]
+        field[band] = 1.0
+    paper, pen = rng.uniform(170, 255), rng.uniform(0, 90)
+    image = paper + (pen - paper) * np.clip(field, 0, 1)
+    if rng.random() < 0.5:
+        image = 255.0 - image
+    image += rng.normal(0, rng.uniform(0, 8), image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def synthetic_numbers(digits, labels, count: int, seed: int):
+    """``count`` synthetic fields ``uint8`` and their labels."""
+    rng = np.random.default_rng(seed)
+    images, texts = [], []
+    for _ in range(count):
+        ink, label = _number(digits, labels, rng)
+        images.append(_field(ink, rng))
+        texts.append(label)
+    return images, texts
+
+
+def model_inputs_of(images, batch: int = 128) -> np.ndarray:
+    """Fields (``uint8 (H, W)``) -> the sequence model's inputs ``(N, HEIGHT, WIDTH, 1)``,
+    through the product's cleaning."""
+    from batchdigits.model.inference import prepare_pixels
+
+    t = tf()
+    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
+    clean = t.function(sequence_field, input_signature=specs, autograph=False)
+    out = []
+    for start in range(0, len(images), batch):
+        gray, sizes = pad_batch([prepare_pixels(i) for i in images[start : start + batch]])
+        out.append(clean(gray, sizes).numpy().astype(np.float16))
+    return np.concatenate(out)
+
+
+def sequence_field(gray, sizes):
+    """A padded batch of gray working images -> the sequence model's inputs."""
+    return sequence_inputs(field_ink(gray, sizes)[0], sizes[:, 0], sizes[:, 1])
+
+
+def targets(texts) -> np.ndarray:
+    """Labels -> ``(N, MAX_LABEL)`` int32, digit d as d + 1, 0-padded (CTC's blank)."""
+    out = np.zeros((len(texts), MAX_LABEL), np.int32)
+    for i, t in enumerate(texts):
+        out[i, : len(t)] = [int(c) + 1 for c in t]
+    return out
+
+
+def train_sequence(output: Path, mnist, count: int, epochs: int, seed: int = 1, log=print):
+    """Train the sequence reader on ``count`` synthetic numbers (another tenth held out)
+    and save it to ``output``; returns held-out exact-match accuracy."""
+    k = keras()
+    k.utils.set_random_seed(seed)
+    t0 = time.time()
+    images, texts = synthetic_numbers(mnist.x_train, mnist.y_train, count + count // 10, seed)
+    x = model_inputs_of(images)
+    y = targets(texts)
+    log(f"{len(x)} fields made and cleaned in {time.time() - t0:.0f} s")
+    x_val, val_texts = x[count:], texts[count:]
+    x, y = x[:count], y[:count]
+    model = build_sequence_model()
+    steps = epochs * (count // 64)
+    schedule = k.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
+    model.compile(optimizer=k.optimizers.Adam(schedule), loss=k.losses.CTC())
+    for epoch in range(epochs):
+        t = time.time()
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=True)
+        probs = tf().nn.softmax(model.predict(x_val, batch_size=256, verbose=0)).numpy()
+        read = [r[0] for r in greedy(probs)]
+        exact = float(np.mean([a == b for a, b in zip(read, val_texts, strict=True)]))
+        log(f"epoch {epoch + 1}: held-out exact {exact:.4f} ({time.time() - t:.0f} s)")
+    model.save(output)
+    return exact
