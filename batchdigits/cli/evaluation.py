@@ -12,12 +12,19 @@ from batchdigits.cli.app import app, err
 from batchdigits.cli.exits import run
 from batchdigits.cli.params import (
     BatchSizeOption,
+    DigitsOption,
     MaxPixelsOption,
     ModelOption,
+    NumbersOption,
     ReviewThresholdOption,
 )
 from batchdigits.errors import ExitCode
-from batchdigits.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, PredictOptions
+from batchdigits.options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_PIXELS,
+    PredictOptions,
+    parse_digits,
+)
 
 
 @app.command()
@@ -48,20 +55,56 @@ def evaluate(
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     review_threshold: ReviewThresholdOption = None,
+    numbers: NumbersOption = False,
+    digits: DigitsOption = None,
 ) -> None:
     """Measure a model on labelled images (accuracy, per-digit precision and recall, ECE,
-    review coverage)."""
+    review coverage; with --numbers: exact matches, character error rate, per length)."""
     from batchdigits.evaluation.evaluate import evaluate_folder, write_report
 
-    options = PredictOptions(
+    given = dict(
         model=model, batch_size=batch_size, max_pixels=max_pixels, review_threshold=review_threshold
     )
-    result = run(lambda: evaluate_folder(input_dir, labels, options, output))
-    _print_metrics(result.metrics)
+    result = run(
+        lambda: evaluate_folder(input_dir, labels, _options(given, numbers, digits), output)
+    )
+    (_print_number_metrics if numbers else _print_metrics)(result.metrics)
     if report is not None:
         written = run(lambda: write_report(result, report))
         err.print(f"report: {', '.join(str(p) for p in written)}")
     raise typer.Exit(int(ExitCode.PARTIAL if result.metrics["errors"] else ExitCode.OK))
+
+
+def _options(given: dict, numbers: bool, digits: str | None) -> PredictOptions:
+    lengths = None if digits is None else parse_digits(digits)
+    options = PredictOptions(**given, numbers=numbers, digits=lengths)
+    options.check()
+    return options
+
+
+def _print_number_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    out = Console(soft_wrap=True)
+    summary = Table(title="Evaluation (numbers)")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("images", str(metrics["images"]))
+    summary.add_row("exact matches (unreadable = wrong)", f"{metrics['accuracy']:.4%}")
+    summary.add_row("character error rate", f"{metrics['character_error_rate']:.4%}")
+    summary.add_row("files without a prediction", str(metrics["errors"]))
+    if metrics["ece"] is not None:
+        summary.add_row(f"ECE ({metrics['ece_bins']} bins)", f"{metrics['ece']:.4%}")
+    summary.add_row("review threshold", f"{metrics['review_threshold']:.4f}")
+    summary.add_row("coverage (not flagged)", f"{metrics['review_coverage']:.2%}")
+    summary.add_row("exact matches of rows not flagged", f"{metrics['review_accuracy']:.4%}")
+    out.print(summary)
+    lengths = Table(title="Per length")
+    for name in ("digits", "images", "exact matches"):
+        lengths.add_column(name, justify="right")
+    for n, m in metrics["per_length"].items():
+        lengths.add_row(n, str(m["images"]), f"{m['accuracy']:.2%}")
+    out.print(lengths)
 
 
 def _print_metrics(metrics: dict) -> None:

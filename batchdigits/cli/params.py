@@ -33,3 +33,14 @@ ReviewThresholdOption = Annotated[
     typer.Option(min=0.0, max=1.0, help=REVIEW_THRESHOLD_HELP, show_default=False),
 ]
 SkipChecksumOption = Annotated[bool, typer.Option("--skip-checksum", help=SKIP_CHECKSUM_HELP)]
+
+NUMBERS_HELP = (
+    "Each image holds a whole number of one or more digits (an amount, a ZIP code): "
+    "prediction is the digit string, confidence that the whole string is right. "
+    "Separators (. , -) are left out."
+)
+DIGITS_HELP = "With --numbers: how many digits each number has (5), or a range (3-6)."
+NumbersOption = Annotated[bool, typer.Option("--numbers", help=NUMBERS_HELP)]
+DigitsOption = Annotated[
+    str | None, typer.Option("--digits", metavar="N|MIN-MAX", help=DIGITS_HELP, show_default=False)
+]

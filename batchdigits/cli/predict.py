@@ -16,8 +16,10 @@ from batchdigits.cli.exits import run
 from batchdigits.cli.params import (
     BATCH_SIZE_HELP,
     DATA_HELP,
+    DIGITS_HELP,
     MAX_PIXELS_HELP,
     MODEL_HELP,
+    NUMBERS_HELP,
     REVIEW_THRESHOLD_HELP,
     SKIP_CHECKSUM_HELP,
 )
@@ -150,26 +152,6 @@ BeamMinBatchOption = Annotated[
 BeamMaxBatchOption = Annotated[
     int, typer.Option(min=1, help="Largest batch RunInference forms.", rich_help_panel=BEAM)
 ]
-NumbersOption = Annotated[
-    bool,
-    typer.Option(
-        "--numbers",
-        help="Each image holds a whole number of one or more digits (an amount, a ZIP "
-        "code): prediction is the digit string, confidence that the whole string is right. "
-        "Separators (. , -) are left out.",
-        rich_help_panel=INPUT,
-    ),
-]
-DigitsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--digits",
-        metavar="N|MIN-MAX",
-        help="With --numbers: how many digits each number has (5), or a range (3-6).",
-        show_default=False,
-        rich_help_panel=INPUT,
-    ),
-]
 _in = dict(rich_help_panel=INPUT)
 _model = dict(rich_help_panel=MODEL)
 
@@ -178,8 +160,11 @@ _model = dict(rich_help_panel=MODEL)
 def predict(
     input_dir: InputDirArgument,
     recursive: RecursiveOption = True,
-    numbers: NumbersOption = False,
-    digits: DigitsOption = None,
+    numbers: Annotated[bool, typer.Option("--numbers", help=NUMBERS_HELP, **_in)] = False,
+    digits: Annotated[
+        str | None,
+        typer.Option(metavar="N|MIN-MAX", help=DIGITS_HELP, show_default=False, **_in),
+    ] = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help=MAX_PIXELS_HELP, **_in)
     ] = DEFAULT_MAX_PIXELS,

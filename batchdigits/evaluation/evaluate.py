@@ -16,7 +16,8 @@ import numpy as np
 
 from batchdigits.atomic import write_json_atomic
 from batchdigits.errors import InputNotFoundError, write_error
-from batchdigits.evaluation.labels import digit_labels, folder_labels, read_labels
+from batchdigits.evaluation.labels import digit_labels, folder_labels, number_labels, read_labels
+from batchdigits.evaluation.numbers import number_metrics
 from batchdigits.imaging.files import find_images
 from batchdigits.model.calibrate import (
     ECE_BINS,
@@ -35,7 +36,7 @@ class Evaluation:
     """Per-file results and the metrics computed from them."""
 
     rows: list[Row]
-    labels: list[int]
+    labels: list[int] | list[str]
     threshold: float
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -51,15 +52,23 @@ def evaluate_folder(
     Misclassified rows keep the image the model saw (``model_input``), for the report."""
     options = options or PredictOptions()
     listing = find_images(input_dir)
-    given = read_labels(labels_csv) if labels_csv is not None else folder_labels(listing)
-    labels = digit_labels(given)  # review's "x" (not a digit) rows have no digit to score
+    if labels_csv is not None:
+        given = read_labels(labels_csv, options.numbers)
+    else:
+        given = folder_labels(listing)
+    # review's "x" (not a digit) rows have no digit to score
+    labels = number_labels(given) if options.numbers else digit_labels(given)
     listing.paths = [p for p in listing.paths if p in labels]
     if not listing.paths:
         how = f"in {labels_csv}" if labels_csv else "(no sub-folders named 0-9 with images)"
         raise InputNotFoundError(f"no labelled images under {input_dir} {how}")
     inference = Inference.open(options)
     rows: list[Row] = []
-    writing = AtomicCsvWriter(output, extra=("label",)) if output is not None else nullcontext()
+    writing = (
+        AtomicCsvWriter(output, extra=("label",), numbers=options.numbers)
+        if output is not None
+        else nullcontext()
+    )
     with writing as writer:  # published only when complete, as for predict
         for batch in inference.rows(listing, keep_inputs=True):
             rows.extend(_without_input_if_right(row, labels[row.path]) for row in batch)
@@ -67,7 +76,8 @@ def evaluate_folder(
                 writer.write(batch, extra=[[str(labels[r.path])] for r in batch])
     truth = [labels[r.path] for r in rows]
     result = Evaluation(rows=rows, labels=truth, threshold=inference.threshold)
-    result.metrics = compute_metrics(rows, truth, inference.threshold)
+    measure = number_metrics if options.numbers else compute_metrics
+    result.metrics = measure(rows, truth, inference.threshold)
     return result
 
 
@@ -127,6 +137,8 @@ def write_report(result: Evaluation, folder: str | os.PathLike) -> list[Path]:
 
     written = [out / "metrics.json"]
     write_json_atomic(written[0], result.metrics)
+    if "confusion_matrix" not in result.metrics:  # numbers: the figures alone
+        return written
     written.append(plots.confusion_matrix(result.metrics["confusion_matrix"], out))
     written.append(plots.reliability_diagram(result.rows, result.labels, out))
     written.append(plots.misclassified_grid(result.rows, result.labels, out))

@@ -18,12 +18,14 @@ DIGITS = tuple("0123456789")
 NOT_A_DIGIT = "x"
 LABELS = frozenset({*DIGITS, NOT_A_DIGIT})
 COLUMNS = ("path", "label")
+SEPARATORS = r"[.,\-\s]"  # in a number's label: not digits, dropped
 
 
-def read_labels(path: str | os.PathLike) -> dict[str, str]:
+def read_labels(path: str | os.PathLike, numbers: bool = False) -> dict[str, str]:
     """``{path: label}`` from a CSV with (at least) the columns ``path,label``; a label
     that is not 0-9 or x is an error naming its line. Paths are kept as written (leading
-    zeros, spaces and commas included)."""
+    zeros, spaces and commas included). With ``numbers`` a label is a string of digits
+    (leading zeros kept; separators ``. , -`` and spaces dropped) or x."""
     import pandas as pd
 
     try:
@@ -37,11 +39,16 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
     if not set(COLUMNS) <= set(table.columns):
         raise LabelError(f"{path}: needs a header with the columns path,label")
     labels = table["label"].str.strip().str.lower()
-    bad = ~labels.isin(LABELS)
+    if numbers:
+        labels = labels.str.replace(SEPARATORS, "", regex=True)
+        bad = ~(labels.str.fullmatch(r"[0-9]+") | (labels == NOT_A_DIGIT))
+    else:
+        bad = ~labels.isin(LABELS)
     if bad.any():
         line = int(bad.to_numpy().argmax()) + 2  # the header is line 1
         value = table["label"].iloc[line - 2]
-        raise LabelError(f"{path}, line {line}: label {value!r} is not a digit 0-9 or x")
+        what = "a number (digits 0-9)" if numbers else "a digit 0-9"
+        raise LabelError(f"{path}, line {line}: label {value!r} is not {what} or x")
     return dict(zip(table["path"], labels, strict=True))
 
 
@@ -63,6 +70,11 @@ def folder_labels(listing: Listing) -> dict[str, str]:
         if rest and head in DIGITS:
             labels[path] = head
     return labels
+
+
+def number_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels that are numbers (``x`` rows left out), as strings of digits."""
+    return {path: label for path, label in labels.items() if label != NOT_A_DIGIT}
 
 
 def digit_labels(labels: dict[str, str]) -> dict[str, int]:

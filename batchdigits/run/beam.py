@@ -74,7 +74,8 @@ class BeamEngine:
                 pattern = FileSystems.join(shards_dir, "rows*")
                 found = FileSystems.match([pattern])[0].metadata_list
                 merged = _sorted_lines((m.path for m in found), scratch)
-                yield from chunks((from_line(line) for line in merged), CHUNK)
+                number = self.options.numbers
+                yield from chunks((from_line(line, number) for line in merged), CHUNK)
             finally:
                 if not shards_dir.startswith(scratch):  # best effort: a leftover is harmless
                     with contextlib.suppress(Exception):

@@ -18,7 +18,7 @@ from batchdigits.imaging.decode import UnreadableImage
 from batchdigits.imaging.files import path_kind
 from batchdigits.model.inference import Inference
 from batchdigits.options import PredictOptions
-from batchdigits.rows import Row, make_row
+from batchdigits.rows import Row
 
 METRICS_NAMESPACE = "batchdigits"
 
@@ -77,8 +77,8 @@ def _relative(path: str, root: str) -> str | None:
 
 
 def keyed_handler(options: PredictOptions):
-    """A keyed RunInference handler: ``(name, gray image)`` -> ``(name, (probabilities,
-    has_digit, review_below))``, with the local engine's model-call shape."""
+    """A keyed RunInference handler: ``(name, gray image)`` -> ``(name, row)`` (the row's
+    path filled in later), with the local engine's model-call shape."""
     beam = import_beam()
     from apache_beam.ml.inference import base
 
@@ -98,7 +98,7 @@ def keyed_handler(options: PredictOptions):
         def run_inference(self, batch, inference, inference_args=None):
             got = inference.predict_prepared(list(batch))
             self._inferences.inc(len(batch))
-            return list(zip(got.probabilities, got.has_digit, got.review_below, strict=True))
+            return [got.row(k, "") for k in range(len(batch))]
 
         def get_metrics_namespace(self):
             return METRICS_NAMESPACE
@@ -164,9 +164,10 @@ def _line(row: Row) -> str:
     return json.dumps([row.path, row.prediction, row.confidence, row.needs_review, row.error, p])
 
 
-def from_line(values: list) -> Row:
+def from_line(values: list, number: bool = False) -> Row:
+    """A shard line's row (``number``: a ``--numbers`` run's)."""
     path, prediction, confidence, needs_review, error, probabilities = values
-    return Row(path, prediction, confidence, error, needs_review, probabilities)
+    return Row(path, prediction, confidence, error, needs_review, probabilities, number=number)
 
 
 def _failure_reason(exc_type: type, exc_repr: str) -> str:
@@ -209,8 +210,8 @@ def to_lines(predicted, bad_files, failed, beam):
     """Rows of the predicted files, the unreadable ones and the failed batches, as lines."""
 
     def to_line(element) -> str:
-        key, (probabilities, has_digit, below) = element
-        return _line(make_row(os.fsdecode(key), probabilities, bool(has_digit), float(below)))
+        key, row = element
+        return _line(replace(row, path=os.fsdecode(key)))
 
     def failed_file(element) -> str:
         (key, _data), (exc_type, exc_repr, _trace) = element
