@@ -1,0 +1,183 @@
+"""``--numbers``: a whole number in each image, read as a string of digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import save_digit
+from typer.testing import CliRunner
+
+from batchdigits.cli import app
+from batchdigits.errors import UsageError
+from batchdigits.model.inference import Inference, prepare_pixels
+from batchdigits.numbers.reader import NOTHING, best_path, read_fields
+from batchdigits.numbers.segment import Primitive, pieces, primitives
+from batchdigits.options import PredictOptions, parse_digits
+
+runner = CliRunner()
+
+
+def number_image(mnist, indices, gap: int = 6, dark_ink: bool = True) -> tuple[np.ndarray, str]:
+    """MNIST test digits side by side, ``gap`` pixels apart, on paper: the image, label."""
+    digits = [mnist.x_test[i][:, 4:24] for i in indices]
+    spacer = np.zeros((28, gap), np.uint8)
+    parts = [spacer]
+    for d in digits:
+        parts += [d, spacer]
+    ink = np.pad(np.concatenate(parts, 1), ((6, 6), (0, 0)))
+    image = 255 - ink if dark_ink else ink
+    return image.astype(np.uint8), "".join(str(int(mnist.y_test[i])) for i in indices)
+
+
+def test_digits_option_is_a_count_or_a_range():
+    assert parse_digits("5") == (5, 5)
+    assert parse_digits(" 3-6 ") == (3, 6)
+    with pytest.raises(UsageError):
+        parse_digits("five")
+    with pytest.raises(UsageError):
+        PredictOptions(digits=(3, 3)).check()  # --digits without --numbers
+    with pytest.raises(UsageError):
+        PredictOptions(numbers=True, digits=(6, 3)).check()
+
+
+def test_the_best_path_reads_the_most_probable_string_of_the_lengths_allowed():
+    # primitives 0 and 1 either two digits (a 1 and a 7) or one digit (a 4)
+    cands = [(0, 1), (1, 2), (0, 2)]
+    p = np.full((3, 10), 0.01, np.float32)
+    p[0, 1], p[1, 7], p[2, 4] = 0.9, 0.9, 0.6
+    assert best_path(2, cands, p, (1, 32)).digits == "17"
+    assert best_path(2, cands, p, (1, 1)).digits == "4"  # --digits 1
+    one = best_path(2, cands, p, (1, 1))
+    assert one.confidence == pytest.approx(0.6) and one.digit_confidences == (pytest.approx(0.6),)
+    assert best_path(2, cands, p, (3, 5)) is NOTHING  # no path of 3-5 digits
+    two = best_path(2, cands, p, (2, 2))
+    assert two.confidence == pytest.approx(0.81)  # the whole string: the product
+
+
+def test_separators_go_and_a_digits_parts_stay_together():
+    ink = np.zeros((40, 90), np.float32)
+    ink[5:35, 5:20] = 1.0  # a digit
+    ink[31:35, 25:29] = 1.0  # a decimal point beside it
+    ink[5:35, 35:50] = 1.0  # a digit
+    ink[5:9, 60:78] = 1.0  # a 5's bar ...
+    ink[12:35, 60:75] = 1.0  # ... above its body
+    labels = np.zeros(ink.shape, np.int64)
+    # label each block by hand (no TensorFlow needed for the segmentation itself)
+    labels[5:35, 5:20], labels[31:35, 25:29], labels[5:35, 35:50] = 1, 2, 3
+    labels[5:9, 60:78], labels[12:35, 60:75] = 4, 5
+    parts = pieces(labels, ink)
+    assert len(parts) == 3  # the point gone, the bar joined to its body
+    assert [p.left for p in parts] == [5, 35, 60]
+    prims = primitives(parts, ink)
+    assert all(isinstance(p, Primitive) for p in prims) and len(prims) == 3
+
+
+def test_a_wide_piece_is_cut_where_its_column_profile_is_lowest():
+    ink = np.zeros((30, 60), np.float32)
+    ink[0:30, 0:26] = 1.0
+    ink[14:16, 26:34] = 1.0  # a thin bridge: two digits touching
+    ink[0:30, 34:60] = 1.0
+    labels = (ink > 0).astype(np.int64)
+    prims = primitives(pieces(labels, ink), ink)
+    assert len(prims) >= 2
+    assert any(26 <= p.right <= 34 for p in prims)  # a cut on the bridge
+    assert prims[0].cut_right and prims[-1].cut_left
+
+
+@pytest.mark.parametrize("dark_ink", [True, False])
+def test_numbers_of_mnist_digits_apart_are_read(mnist, dark_ink):
+    inference = Inference.open(PredictOptions(numbers=True))
+    rng = np.random.default_rng(3)
+    cases = [
+        number_image(mnist, rng.choice(200, int(rng.integers(1, 7)), replace=False), 6, dark_ink)
+        for _ in range(20)
+    ]
+    got = read_fields(inference, [prepare_pixels(image) for image, _ in cases])
+    right = sum(g.digits == label for g, (_, label) in zip(got, cases, strict=True))
+    assert right >= 18, [(g.digits, label) for g, (_, label) in zip(got, cases, strict=True)]
+    for g in got:
+        assert len(g.digit_confidences) == len(g.digits)
+        assert g.confidence == pytest.approx(float(np.prod(g.digit_confidences)), rel=1e-6)
+
+
+def test_a_blank_field_has_no_digit(mnist):
+    inference = Inference.open(PredictOptions(numbers=True))
+    blank = np.full((40, 120), 230, np.uint8)
+    assert read_fields(inference, [prepare_pixels(blank)]) == [NOTHING]
+
+
+def _folder(tmp_path, mnist):
+    root = tmp_path / "numbers"
+    labels = {}
+    for i, indices in enumerate([[3, 10, 2], [13, 5], [3, 7, 1, 11, 4]]):
+        image, label = number_image(mnist, indices)
+        save_digit(root / f"n{i}.png", image)
+        labels[f"n{i}.png"] = label
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 8)
+    return root, labels
+
+
+def test_predict_numbers_writes_strings_with_their_digits_confidences(tmp_path, mnist):
+    root, labels = _folder(tmp_path, mnist)
+    out = tmp_path / "out.csv"
+    args = ["predict", str(root), "--numbers", "-o", str(out), "--probabilities", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output  # the broken file: a partial run
+    table = pd.read_csv(out, dtype={"prediction": str}, keep_default_na=False)
+    assert list(table.columns) == [
+        "path",
+        "prediction",
+        "confidence",
+        "needs_review",
+        "error",
+        "digit_confidences",
+    ]
+    rows = table.set_index("path")
+    assert rows.loc["n0.png", "prediction"] == labels["n0.png"]  # the leading 0 kept
+    for path in labels:
+        each = [float(v) for v in rows.loc[path, "digit_confidences"].split()]
+        assert len(each) == len(rows.loc[path, "prediction"])
+    assert rows.loc["broken.png", "error"] and rows.loc["broken.png", "digit_confidences"] == ""
+    assert sum(rows.loc[p, "prediction"] == t for p, t in labels.items()) >= 2
+    # --digits: every reading has that many digits
+    result = runner.invoke(app, [*args[:-1], "--digits", "3", "-q"])
+    assert result.exit_code == 3, result.output
+    table = pd.read_csv(out, dtype={"prediction": str}, keep_default_na=False)
+    assert all(len(p) == 3 for p in table["prediction"] if p)
+
+
+def test_bad_digits_options_exit_2(tmp_path, mnist):
+    root, _ = _folder(tmp_path, mnist)
+    for extra in (
+        ["--digits", "5"],
+        ["--numbers", "--digits", "x"],
+        ["--numbers", "--digits", "9-2"],
+    ):
+        result = runner.invoke(app, ["predict", str(root), "-o", str(tmp_path / "o.csv"), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_evaluate_numbers_with_string_labels(tmp_path, mnist):
+    root, labels = _folder(tmp_path, mnist)
+    rows = [("path", "label")] + [(p, f"{t[:1]}.{t[1:]}") for p, t in labels.items()]  # "0.72"
+    (tmp_path / "labels.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    report = tmp_path / "report"
+    args = ["evaluate", str(root), "--labels", str(tmp_path / "labels.csv"), "--numbers"]
+    result = runner.invoke(app, [*args, "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "character error rate" in result.output and "Per length" in result.output
+    import json
+
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["images"] == 3
+    assert set(metrics["per_length"]) == {"2", "3", "5"}
+    assert 0.0 <= metrics["character_error_rate"] <= 1.0
+    # a label that is not a number is refused with its line
+    (tmp_path / "bad.csv").write_text("path,label\nn0.png,12a\n")
+    result = runner.invoke(
+        app, ["evaluate", str(root), "--labels", str(tmp_path / "bad.csv"), "--numbers"]
+    )
+    assert result.exit_code != 0 and "line 2" in result.output
