@@ -105,6 +105,28 @@ def test_a_blank_field_has_no_digit(mnist):
     inference = Inference.open(PredictOptions(numbers=True))
     blank = np.full((40, 120), 230, np.uint8)
     assert read_fields(inference, [prepare_pixels(blank)]) == [NOTHING]
+    row = inference.rows_of_prepared(["blank.png"], [prepare_pixels(blank)])[0]
+    assert row.error == "no digit found" and row.needs_review
+
+
+def test_the_shipped_sequence_reader_reads_numbers_apart(mnist):
+    inference = Inference.open(PredictOptions(numbers=True))
+    rng = np.random.default_rng(4)
+    cases = [
+        number_image(mnist, rng.choice(200, int(rng.integers(1, 7)), replace=False))
+        for _ in range(20)
+    ]
+    rows = inference.rows_of_prepared(
+        [str(i) for i in range(20)], [prepare_pixels(c) for c, _ in cases]
+    )
+    right = sum(r.prediction == label for r, (_, label) in zip(rows, cases, strict=True))
+    assert right >= 17, [(r.prediction, label) for r, (_, label) in zip(rows, cases, strict=True)]
+    unflagged = [
+        (r.prediction, label)
+        for r, (_, label) in zip(rows, cases, strict=True)
+        if not r.needs_review
+    ]
+    assert all(a == b for a, b in unflagged), unflagged
 
 
 def _folder(tmp_path, mnist):
@@ -140,11 +162,14 @@ def test_predict_numbers_writes_strings_with_their_digits_confidences(tmp_path, 
         assert len(each) == len(rows.loc[path, "prediction"])
     assert rows.loc["broken.png", "error"] and rows.loc["broken.png", "digit_confidences"] == ""
     assert sum(rows.loc[p, "prediction"] == t for p, t in labels.items()) >= 2
-    # --digits: every reading has that many digits
+    # --digits: a reading of another length is flagged with confidence 0
     result = runner.invoke(app, [*args[:-1], "--digits", "3", "-q"])
     assert result.exit_code == 3, result.output
     table = pd.read_csv(out, dtype={"prediction": str}, keep_default_na=False)
-    assert all(len(p) == 3 for p in table["prediction"] if p)
+    for _, row in table[table["prediction"] != ""].iterrows():
+        if len(row["prediction"]) != 3:
+            assert float(row["confidence"]) == 0.0 and row["needs_review"] in (True, "true")
+    assert (table["prediction"].str.len() != 3).sum() >= 1  # the 2- and 5-digit numbers
 
 
 def test_bad_digits_options_exit_2(tmp_path, mnist):

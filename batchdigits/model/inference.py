@@ -27,7 +27,8 @@ from batchdigits.imaging.files import Listing
 from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
-from batchdigits.numbers.reader import NumberReading, read_batch
+from batchdigits.numbers.reader import NumberReading, read_sequences
+from batchdigits.numbers.sequence import shipped_reader
 from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import NO_DIGIT, Row, make_row
 from batchdigits.runtime.lazy import tf
@@ -49,6 +50,7 @@ class Inference:
     name: str  # the model as rows and summaries name it
     network: Any  # the Keras model itself, called eagerly in small runs
     second: SecondOpinion | None = None  # consulted for the rows the first doubts
+    numbers: Any = None  # with --numbers: the sequence reader (model, confidence power)
 
     @classmethod
     def open(cls, options: PredictOptions, ref: ModelRef | None = None) -> Inference:
@@ -86,7 +88,9 @@ class Inference:
         if second is not None:
             below = options.review_threshold if consult_below is None else consult_below
             second = SecondOpinion(make_infer(second), second, below, consulted_review_below)
-        return cls(options, make_infer(first), fingerprint, name or "(in memory)", first, second)
+        reader = shipped_reader() if options.numbers else None
+        name = name or "(in memory)"
+        return cls(options, make_infer(first), fingerprint, name, first, second, reader)
 
     @property
     def threshold(self) -> float:
@@ -103,7 +107,8 @@ class Inference:
         without the ~1.5 s of tracing the normalisation's graph costs once per process,
         so a run of a few batches finishes sooner. Both give the same bits."""
         if self.options.numbers:
-            return Readings(read_batch(self, gray, sizes, self.options.lengths), self.threshold)
+            readings = read_sequences(self.numbers, gray, sizes, self.options.lengths)
+            return Readings(readings, self.threshold)
         t = tf()
         normalize = _normalize() if compiled else normalize_batch
         inputs, has_digit = normalize(t.convert_to_tensor(gray), t.convert_to_tensor(sizes))

@@ -15,6 +15,7 @@ from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
+from batchdigits.numbers.sequence import greedy, sequence_inputs
 from batchdigits.runtime.lazy import tf
 
 #: Lengths read when the user does not give one.
@@ -52,9 +53,31 @@ def read_fields(inference, grays: Sequence[np.ndarray], lengths=ANY_LENGTH) -> l
     return read_batch(inference, *pad_batch(grays), lengths)
 
 
+def read_sequences(reader, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:
+    """The shipped reader of numbers: a padded batch of gray working images with their
+    ``sizes`` -> readings by the sequence model (``reader``: the model and its confidence
+    power). A reading whose length ``lengths`` does not allow keeps its digits, with
+    confidence 0 (flagged for review)."""
+    model, power = reader
+    t = tf()
+    inputs, has_ink = _sequence_inputs()(gray, sizes)
+    probabilities = t.nn.softmax(model(inputs, training=False)).numpy()
+    out = []
+    for (digits, confidence, each), ink in zip(
+        greedy(probabilities, power), has_ink.numpy(), strict=True
+    ):
+        if not digits or not ink:
+            out.append(NOTHING)
+            continue
+        allowed = lengths[0] <= len(digits) <= lengths[1]
+        out.append(NumberReading(digits, confidence if allowed else 0.0, each))
+    return out
+
+
 def read_batch(inference, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:
-    """A padded batch of gray working images ``(B, H, W)`` with their ``sizes (B, 2)``
-    -> their readings (see :func:`read_fields`)."""
+    """The segmentation reader (measured against the sequence reader, not shipped): a
+    padded batch of gray working images ``(B, H, W)`` with their ``sizes (B, 2)`` ->
+    their readings (see :func:`read_fields`)."""
     ink, has_ink = _clean()(gray, sizes)
     labels = label_pieces(ink >= INK).numpy().astype(np.int64)
     ink, has_ink = ink.numpy(), has_ink.numpy()
@@ -130,6 +153,18 @@ def best_path(count: int, cands, probabilities, lengths, against=None) -> Number
     digits = "".join(str(int(d)) for d in chosen.argmax(1))
     each = chosen.max(1).astype(np.float64)
     return NumberReading(digits, float(np.prod(each)), tuple(float(p) for p in each))
+
+
+@functools.lru_cache(maxsize=1)
+def _sequence_inputs():
+    t = tf()
+    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
+
+    def run(gray, sizes):
+        ink, has_ink = field_ink(gray, sizes)
+        return sequence_inputs(ink, sizes[:, 0], sizes[:, 1]), has_ink
+
+    return t.function(run, input_signature=specs, autograph=False)
 
 
 @functools.lru_cache(maxsize=1)

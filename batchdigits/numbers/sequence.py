@@ -62,10 +62,10 @@ def build_sequence_model() -> keras.Model:
     return k.Model(inputs, logits, name="batchdigits_numbers")
 
 
-def greedy(probabilities: np.ndarray) -> list[tuple[str, float, tuple[float, ...]]]:
+def greedy(probabilities: np.ndarray, power: float = 1.0) -> list[tuple[str, float, tuple]]:
     """``(B, STEPS, 11)`` probabilities -> per row the best path's digits (repeats merged,
-    blanks dropped), its probability (the product of its steps' maxima), and each digit's
-    (the largest of its steps)."""
+    blanks dropped), its confidence (the product of its steps' maxima, to ``power``: the
+    card's calibration), and each digit's (the largest of its steps)."""
     best = probabilities.argmax(2)
     top = probabilities.max(2)
     out = []
@@ -79,5 +79,18 @@ def greedy(probabilities: np.ndarray) -> list[tuple[str, float, tuple[float, ...
             elif c != 0 and each:
                 each[-1] = max(each[-1], q)
             previous = c
-        out.append(("".join(digits), float(np.prod(p, dtype=np.float64)), tuple(each)))
+        whole = float(np.prod(p, dtype=np.float64)) ** power
+        out.append(("".join(digits), whole, tuple(each)))
     return out
+
+
+def shipped_reader():
+    """The sequence reader shipped in the package, and its card's confidence power."""
+    import json
+    from importlib import resources
+
+    folder = resources.files("batchdigits.model")
+    card = json.loads((folder / "numbers.card.json").read_text(encoding="utf-8"))
+    with resources.as_file(folder / "numbers.keras") as path:
+        model = keras().models.load_model(path, compile=False)
+    return model, float(card["confidence_power"])
