@@ -206,3 +206,17 @@ def test_evaluate_numbers_with_string_labels(tmp_path, mnist):
         app, ["evaluate", str(root), "--labels", str(tmp_path / "bad.csv"), "--numbers"]
     )
     assert result.exit_code != 0 and "line 2" in result.output
+
+
+@pytest.mark.slow
+def test_the_beam_engine_writes_the_same_numbers_csv(tmp_path, mnist):
+    pytest.importorskip("apache_beam")
+    root, _ = _folder(tmp_path, mnist)
+    outputs = []
+    for engine in ("local", "beam"):
+        out = tmp_path / f"{engine}.csv"
+        args = ["predict", str(root), "--numbers", "--probabilities", "-o", str(out), "-q"]
+        result = runner.invoke(app, [*args, "--engine", engine])
+        assert result.exit_code == 3, result.output
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
