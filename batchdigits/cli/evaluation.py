@@ -82,23 +82,33 @@ def _options(given: dict, numbers: bool, digits: str | None) -> PredictOptions:
     return options
 
 
-def _print_number_metrics(metrics: dict) -> None:
+def _summary(metrics: dict, title: str, right: str, extra: tuple = ()):
+    """The table both modes print: images, how many right (``right`` names it), ``extra``
+    rows ``(name, value)``, files without a prediction, ECE, the review flag."""
     from rich.table import Table
 
-    out = Console(soft_wrap=True)
-    summary = Table(title="Evaluation (numbers)")
+    summary = Table(title=title)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     summary.add_row("images", str(metrics["images"]))
-    summary.add_row("exact matches (unreadable = wrong)", f"{metrics['accuracy']:.4%}")
-    summary.add_row("character error rate", f"{metrics['character_error_rate']:.4%}")
+    summary.add_row(f"{right} (unreadable = wrong)", f"{metrics['accuracy']:.4%}")
+    for name, value in extra:
+        summary.add_row(name, value)
     summary.add_row("files without a prediction", str(metrics["errors"]))
     if metrics["ece"] is not None:
         summary.add_row(f"ECE ({metrics['ece_bins']} bins)", f"{metrics['ece']:.4%}")
     summary.add_row("review threshold", f"{metrics['review_threshold']:.4f}")
     summary.add_row("coverage (not flagged)", f"{metrics['review_coverage']:.2%}")
-    summary.add_row("exact matches of rows not flagged", f"{metrics['review_accuracy']:.4%}")
-    out.print(summary)
+    summary.add_row(f"{right} of rows not flagged", f"{metrics['review_accuracy']:.4%}")
+    return summary
+
+
+def _print_number_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    out = Console(soft_wrap=True)
+    cer = ("character error rate", f"{metrics['character_error_rate']:.4%}")
+    out.print(_summary(metrics, "Evaluation (numbers)", "exact matches", (cer,)))
     lengths = Table(title="Per length")
     for name in ("digits", "images", "exact matches"):
         lengths.add_column(name, justify="right")
@@ -111,18 +121,7 @@ def _print_metrics(metrics: dict) -> None:
     from rich.table import Table
 
     out = Console(soft_wrap=True)
-    summary = Table(title="Evaluation")
-    summary.add_column("metric")
-    summary.add_column("value", justify="right")
-    summary.add_row("images", str(metrics["images"]))
-    summary.add_row("accuracy (unreadable = wrong)", f"{metrics['accuracy']:.4%}")
-    summary.add_row("files without a prediction", str(metrics["errors"]))
-    if metrics["ece"] is not None:
-        summary.add_row(f"ECE ({metrics['ece_bins']} bins)", f"{metrics['ece']:.4%}")
-    summary.add_row("review threshold", f"{metrics['review_threshold']:.4f}")
-    summary.add_row("coverage (not flagged)", f"{metrics['review_coverage']:.2%}")
-    summary.add_row("accuracy of rows not flagged", f"{metrics['review_accuracy']:.4%}")
-    out.print(summary)
+    out.print(_summary(metrics, "Evaluation", "accuracy"))
     trade = Table(title="Review threshold: coverage / accuracy trade-off")
     for name in ("threshold", "rows not flagged", "their accuracy"):
         trade.add_column(name, justify="right")

@@ -15,7 +15,7 @@ from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
-from batchdigits.numbers.sequence import greedy, sequence_inputs
+from batchdigits.numbers.sequence import field_inputs, greedy
 from batchdigits.runtime.lazy import tf
 
 #: Lengths read when the user does not give one.
@@ -159,12 +159,7 @@ def best_path(count: int, cands, probabilities, lengths, against=None) -> Number
 def _sequence_inputs():
     t = tf()
     specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
-
-    def run(gray, sizes):
-        ink, has_ink = field_ink(gray, sizes)
-        return sequence_inputs(ink, sizes[:, 0], sizes[:, 1]), has_ink
-
-    return t.function(run, input_signature=specs, autograph=False)
+    return t.function(field_inputs, input_signature=specs, autograph=False)
 
 
 @functools.lru_cache(maxsize=1)

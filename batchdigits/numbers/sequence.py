@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from batchdigits.imaging.ink import first_last
+from batchdigits.numbers.field import field_ink
 from batchdigits.runtime.lazy import keras, tf
 
 HEIGHT = 32  # rows the model sees
@@ -37,6 +38,15 @@ def sequence_inputs(x, h, w):
         x[..., None], boxes, index, [HEIGHT, WIDTH], extrapolation_value=0.0
     )
     return t.clip_by_value(out, 0.0, 1.0)
+
+
+def field_inputs(gray, sizes):
+    """A padded batch of gray working images with their ``sizes (B, 2)`` -> ``(the
+    sequence model's inputs (B, HEIGHT, WIDTH, 1), has_ink (B,))``: the field cleaned
+    (:func:`~batchdigits.numbers.field.field_ink`), then scaled. Training and prediction
+    both make their inputs here."""
+    ink, has_ink = field_ink(gray, sizes)
+    return sequence_inputs(ink, sizes[:, 0], sizes[:, 1]), has_ink
 
 
 def build_sequence_model() -> keras.Model:

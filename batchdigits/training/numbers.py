@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image
 
 from batchdigits.imaging.preprocess import pad_batch
-from batchdigits.numbers.field import field_ink
-from batchdigits.numbers.sequence import build_sequence_model, greedy, sequence_inputs
+from batchdigits.numbers.sequence import build_sequence_model, field_inputs, greedy
 from batchdigits.runtime.lazy import keras, tf
 
 MAX_LABEL = 10  # digits in a synthetic number, at most
@@ -126,17 +125,12 @@ def model_inputs_of(images, batch: int = 128) -> np.ndarray:
 
     t = tf()
     specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
-    clean = t.function(sequence_field, input_signature=specs, autograph=False)
+    clean = t.function(field_inputs, input_signature=specs, autograph=False)
     out = []
     for start in range(0, len(images), batch):
         gray, sizes = pad_batch([prepare_pixels(i) for i in images[start : start + batch]])
-        out.append(clean(gray, sizes).numpy().astype(np.float16))
+        out.append(clean(gray, sizes)[0].numpy().astype(np.float16))
     return np.concatenate(out)
-
-
-def sequence_field(gray, sizes):
-    """A padded batch of gray working images -> the sequence model's inputs."""
-    return sequence_inputs(field_ink(gray, sizes)[0], sizes[:, 0], sizes[:, 1])
 
 
 def targets(texts) -> np.ndarray:

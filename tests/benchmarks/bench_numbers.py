@@ -25,21 +25,11 @@ import numpy as np
 from PIL import Image
 from written_numbers import KINDS, number_set
 
+from batchdigits.evaluation.numbers import edit_distance
 from batchdigits.training.data import load_mnist
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance between two strings."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def write_set(folder: Path, kind: str, count: int, lengths, mnist) -> dict[str, str]:
