@@ -90,6 +90,8 @@ def _problems(o: PredictOptions):
         yield "--beam-min-batch is larger than --beam-max-batch (or below 1)"
     if o.train_if_missing and o.model is None:
         yield "--train-if-missing needs --model PATH"
+    if o.train_if_missing and o.numbers:
+        yield "--train-if-missing trains a digit model; --numbers reads with a numbers model"
     if o.digits is not None and not o.numbers:
         yield "--digits reads numbers: add --numbers"
     if o.digits is not None and not 1 <= o.digits[0] <= o.digits[1] <= MAX_DIGITS:

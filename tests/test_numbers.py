@@ -87,7 +87,7 @@ def test_a_wide_piece_is_cut_where_its_column_profile_is_lowest():
 
 @pytest.mark.parametrize("dark_ink", [True, False])
 def test_numbers_of_mnist_digits_apart_are_read(mnist, dark_ink):
-    inference = Inference.open(PredictOptions(numbers=True))
+    inference = Inference.open(PredictOptions())  # the segmentation reads with the digit model
     rng = np.random.default_rng(3)
     cases = [
         number_image(mnist, rng.choice(200, int(rng.integers(1, 7)), replace=False), 6, dark_ink)
@@ -102,9 +102,9 @@ def test_numbers_of_mnist_digits_apart_are_read(mnist, dark_ink):
 
 
 def test_a_blank_field_has_no_digit(mnist):
-    inference = Inference.open(PredictOptions(numbers=True))
     blank = np.full((40, 120), 230, np.uint8)
-    assert read_fields(inference, [prepare_pixels(blank)]) == [NOTHING]
+    assert read_fields(Inference.open(PredictOptions()), [prepare_pixels(blank)]) == [NOTHING]
+    inference = Inference.open(PredictOptions(numbers=True))
     row = inference.rows_of_prepared(["blank.png"], [prepare_pixels(blank)])[0]
     assert row.error == "no digit found" and row.needs_review
 
@@ -220,3 +220,44 @@ def test_the_beam_engine_writes_the_same_numbers_csv(tmp_path, mnist):
         assert result.exit_code == 3, result.output
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_numbers_read_with_the_model_given(tmp_path, mnist, model_file):
+    """With --numbers, --model names a reader of numbers: a copy of the shipped one reads
+    the same strings and names itself in the summary; a digit model is refused (65)."""
+    import json
+    import shutil
+
+    from batchdigits.model.store import card_path, default_model_path
+
+    root, _ = _folder(tmp_path, mnist)
+    mine = tmp_path / "mine.keras"
+    shutil.copyfile(default_model_path(numbers=True), mine)
+    shutil.copyfile(card_path(default_model_path(numbers=True)), card_path(mine))
+    tables = []
+    for extra in ([], ["--model", str(mine)]):
+        out = tmp_path / f"out{len(tables)}.csv"
+        summary = tmp_path / f"summary{len(tables)}.json"
+        args = [
+            "predict",
+            str(root),
+            "--numbers",
+            "-o",
+            str(out),
+            "-q",
+            "--summary-json",
+            str(summary),
+        ]
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 3, result.output
+        tables.append(out.read_bytes())
+        model = json.loads(summary.read_text())["model"]
+        assert model == (str(mine) if extra else "(shipped numbers model)")
+    assert tables[0] == tables[1]
+    out = tmp_path / "digit-model.csv"
+    args = ["predict", str(root), "--numbers", "--model", str(model_file), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 65, result.output
+    assert "--numbers needs a reader of numbers" in result.output and not out.exists()
+    result = runner.invoke(app, [*args, "--train-if-missing"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

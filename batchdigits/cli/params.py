@@ -12,7 +12,10 @@ DATA_HELP = (
     "MNIST: a folder with the four IDX files (.gz or raw) or an mnist.npz. "
     "Default: $BATCHDIGITS_MNIST, else the Keras download."
 )
-MODEL_HELP = "A .keras model. Default: the model shipped in the package."
+MODEL_HELP = (
+    "A .keras model. Default: the model shipped in the package (with --numbers, a reader "
+    "of numbers: default, the one shipped in the package)."
+)
 BATCH_SIZE_HELP = "Images per model call."
 MAX_PIXELS_HELP = (
     "Refuse images whose header declares more pixels than this (width x height), before "

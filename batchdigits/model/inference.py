@@ -28,7 +28,6 @@ from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, pre
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
 from batchdigits.numbers.reader import NumberReading, read_sequences
-from batchdigits.numbers.sequence import shipped_reader
 from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import NO_DIGIT, Row, make_row
 from batchdigits.runtime.lazy import tf
@@ -50,14 +49,19 @@ class Inference:
     name: str  # the model as rows and summaries name it
     network: Any  # the Keras model itself, called eagerly in small runs
     second: SecondOpinion | None = None  # consulted for the rows the first doubts
-    numbers: Any = None  # with --numbers: the sequence reader (model, confidence power)
+    numbers: Any = None  # with --numbers: the sequence reader (model, confidence power);
+    # then ``infer`` and ``network`` are None: no digit model is loaded
 
     @classmethod
     def open(cls, options: PredictOptions, ref: ModelRef | None = None) -> Inference:
         """Load the model (``ref``, else ``options.model`` resolved) once: a missing or bad
         model fails here, with its code."""
-        ref = ref or ModelRef(options.model)
+        ref = ref or ModelRef(options.model, numbers=options.numbers)
         threshold = ref.threshold(options.review_threshold)
+        if options.numbers:
+            reader = (ref.load(), ref.confidence_power)
+            options = replace(options, review_threshold=threshold)
+            return cls(options, None, ref.fingerprint, ref.name, None, numbers=reader)
         return cls.of(
             ref.load(),
             replace(options, review_threshold=threshold),
@@ -88,9 +92,8 @@ class Inference:
         if second is not None:
             below = options.review_threshold if consult_below is None else consult_below
             second = SecondOpinion(make_infer(second), second, below, consulted_review_below)
-        reader = shipped_reader() if options.numbers else None
         name = name or "(in memory)"
-        return cls(options, make_infer(first), fingerprint, name, first, second, reader)
+        return cls(options, make_infer(first), fingerprint, name, first, second)
 
     @property
     def threshold(self) -> float:

@@ -26,12 +26,15 @@ from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOL
 from batchdigits.runtime.lazy import keras
 
 DEFAULT_MODEL_NAME = "default.keras"
+NUMBERS_MODEL_NAME = "numbers.keras"  # the sequence reader of --numbers
 SHIPPED_NAME = "(shipped model)"
+SHIPPED_NUMBERS_NAME = "(shipped numbers model)"
 
 
-def default_model_path() -> Path:
-    """The model that ships inside the package."""
-    return Path(str(resources.files("batchdigits.model") / DEFAULT_MODEL_NAME))
+def default_model_path(numbers: bool = False) -> Path:
+    """The model that ships inside the package (``numbers``: the reader of numbers)."""
+    name = NUMBERS_MODEL_NAME if numbers else DEFAULT_MODEL_NAME
+    return Path(str(resources.files("batchdigits.model") / name))
 
 
 def card_path(model_path: str | os.PathLike) -> Path:
@@ -41,14 +44,17 @@ def card_path(model_path: str | os.PathLike) -> Path:
 
 
 class ModelRef:
-    """A model file resolved once: ``path`` (``None`` given: the shipped model), ``name``
-    as rows and summaries show it, its ``fingerprint`` (hashed once, when first asked
-    for) and its card's ``threshold``. A missing file fails here, before anything is
-    written (:class:`~batchdigits.errors.ModelNotFoundError`)."""
+    """A model file resolved once: ``path`` (``None`` given: the shipped model; with
+    ``numbers``, the shipped reader of numbers), ``name`` as rows and summaries show it,
+    its ``fingerprint`` (hashed once, when first asked for) and its card's ``threshold``.
+    A missing file fails here, before anything is written
+    (:class:`~batchdigits.errors.ModelNotFoundError`)."""
 
-    def __init__(self, given: str | os.PathLike | None = None) -> None:
-        self.path = model_file(given)
-        self.name = os.fspath(given) if given is not None else SHIPPED_NAME
+    def __init__(self, given: str | os.PathLike | None = None, numbers: bool = False) -> None:
+        self.numbers = numbers
+        self.path = model_file(given, numbers)
+        shipped = SHIPPED_NUMBERS_NAME if numbers else SHIPPED_NAME
+        self.name = os.fspath(given) if given is not None else shipped
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -89,13 +95,18 @@ class ModelRef:
         return CONSULTED_REVIEW_BELOW if below is None else float(below)
 
     def load(self):
-        """The Keras model (see :func:`load_model`)."""
-        return load_model(self.path)
+        """The Keras model (see :func:`load_model`, :func:`load_numbers_model`)."""
+        return load_numbers_model(self.path) if self.numbers else load_model(self.path)
+
+    @property
+    def confidence_power(self) -> float:
+        """A reader of numbers: the power its card calibrates the confidence with."""
+        return float(self.card.get("confidence_power", 1.0))
 
 
-def model_file(path: str | os.PathLike | None = None) -> Path:
+def model_file(path: str | os.PathLike | None = None, numbers: bool = False) -> Path:
     """The model's file (default: the shipped one); :class:`ModelNotFoundError` if absent."""
-    p = Path(path) if path is not None else default_model_path()
+    p = Path(path) if path is not None else default_model_path(numbers)
     if not p.is_file():
         raise ModelNotFoundError(
             f"model file {p} does not exist; pass --model with a .keras file, "
@@ -104,16 +115,36 @@ def model_file(path: str | os.PathLike | None = None) -> Path:
     return p
 
 
-def load_model(path: str | os.PathLike | None = None):
-    """Load a ``.keras`` model (default: the shipped one) and check it fits this tool."""
-    p = model_file(path)
+def _load_keras(p: Path, made_by: str):
     try:
-        model = keras().models.load_model(p, compile=False)
+        return keras().models.load_model(p, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file
         raise ModelLoadError(
             f"cannot load model {p}: {type(exc).__name__}: {exc}. "
-            "Is it a .keras file saved by 'batchdigits train'?"
+            f"Is it a .keras file saved by '{made_by}'?"
         ) from exc
+
+
+def load_numbers_model(path: str | os.PathLike | None = None):
+    """Load a reader of numbers (default: the shipped one) and check its shapes."""
+    from batchdigits.numbers.sequence import HEIGHT, STEPS, WIDTH
+
+    p = model_file(path, numbers=True)
+    model = _load_keras(p, "batchdigits tune --numbers")
+    in_shape, out_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    if len(model.outputs) != 1 or in_shape != (HEIGHT, WIDTH, 1) or out_shape != (STEPS, 11):
+        raise ModelLoadError(
+            f"model {p} takes {in_shape} and gives {out_shape}; --numbers needs a reader of "
+            f"numbers from ({HEIGHT}, {WIDTH}, 1) fields to ({STEPS}, 11) (a digit model "
+            "reads one digit: leave out --numbers, or --model)"
+        )
+    return model
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """Load a ``.keras`` model (default: the shipped one) and check it fits this tool."""
+    p = model_file(path)
+    model = _load_keras(p, "batchdigits train")
     for network in networks_or_none(model, p):
         in_shape = tuple(network.input_shape[1:])
         out_shape = tuple(network.output_shape[1:])

@@ -6,7 +6,6 @@ preprocess.prepare`), so a long number keeps its strokes."""
 
 from __future__ import annotations
 
-from batchdigits.imaging.components import margins, run_lengths
 from batchdigits.imaging.ink import (
     background,
     first_last,
@@ -20,7 +19,10 @@ from batchdigits.runtime.lazy import tf
 
 INK = 0.25  # of full ink: the pixels that make up the pieces
 _RULING = 0.9  # a ruling runs straight through at least this share of the field
+_DRIFT = 5  # a ruling may wander across this many rows (columns): a skewed scan
 _DIGITS_SPAN = 0.7  # a full-height line is a 1 when the rest of the ink spans this much
+_BAND_FILL = 0.9  # a margin's edge row (column) is at least this much ink ...
+_BAND_DEPTH = 0.45  # ... and it reaches at most this share into the field
 
 
 def field_ink(gray, sizes):
@@ -35,25 +37,58 @@ def field_ink(gray, sizes):
     x, contrast = stretch(x, h, w, valid)
     x = without_salt_and_pepper(x)
     ink = x >= INK
-    lines = _rulings(ink, h, w) | margins(ink, h, w)
+    lines = _rulings(ink, h, w) | _margins(ink, h, w)
     grown = t.nn.max_pool2d(t.cast(lines, t.float32)[..., None], 3, 1, "SAME")[..., 0] > 0.0
     x = x * t.cast(~(lines | (grown & ~ink)), t.float32)
     return x, contrast >= MIN_CONTRAST
 
 
 def _rulings(ink, h, w):
-    """Straight runs through at least :data:`_RULING` of the field (a pixel of drift
-    allowed): every such row; a column only when the rest of the ink is shorter than the
-    field by :data:`_DIGITS_SPAN` (a cell's border, not a tight crop's 1)."""
+    """Rows (columns) whose ink, :data:`_DRIFT` pixels across allowed, covers at least
+    :data:`_RULING` of the field: every such row; a column only when the rest of the ink
+    is shorter than the field by :data:`_DIGITS_SPAN` (a cell's border, not a tight crop's
+    1). A share, not a run, so it costs one sum per row: a row through digits covers far
+    less."""
     t = tf()
     f = t.cast(ink, t.float32)[..., None]
-    across = t.nn.max_pool2d(f, (3, 1), 1, "SAME")[..., 0] > 0.0
-    down = t.nn.max_pool2d(f, (1, 3), 1, "SAME")[..., 0] > 0.0
-    rows = run_lengths(across) >= _RULING * per_image(t.cast(w, t.float32))
-    cols = t.transpose(run_lengths(t.transpose(down, [0, 2, 1])), [0, 2, 1])
-    cols = cols >= _RULING * per_image(t.cast(h, t.float32))
+    across = t.nn.max_pool2d(f, (_DRIFT, 1), 1, "SAME")[..., 0]
+    down = t.nn.max_pool2d(f, (1, _DRIFT), 1, "SAME")[..., 0]
+    rows = t.reduce_sum(across, 2) >= _RULING * t.cast(w, t.float32)[:, None]
+    cols = t.reduce_sum(down, 1) >= _RULING * t.cast(h, t.float32)[:, None]
+    rows, cols = rows[:, :, None] & ink, cols[:, None, :] & ink
     rest = ink & ~rows & ~cols
     top, bottom = first_last(t.reduce_any(rest, 2))
     span = t.cast(bottom - top, t.float32) / t.maximum(t.cast(h, t.float32), 1.0)
-    border = per_image(span < _DIGITS_SPAN)
-    return (rows | (cols & border)) & ink
+    return rows | (cols & per_image(span < _DIGITS_SPAN))
+
+
+def _margins(ink, h, w):
+    """Scanner margins, skewed and ragged along their inner side: where the row (column)
+    at a field's edge is at least :data:`_BAND_FILL` ink, each column's (row's) ink that
+    runs unbroken from that edge, up to :data:`_BAND_DEPTH` of the field. ``ink (B, H,
+    W)`` bool -> bool."""
+    t = tf()
+    out = t.zeros_like(ink)
+    for axis, extent, across in ((2, w, h), (1, h, w)):
+        # a one-pixel gap of noise does not break a run along the axis
+        window = (1, 3) if axis == 2 else (3, 1)
+        f = t.nn.max_pool2d(t.cast(ink, t.float32)[..., None], window, 1, "SAME")[..., 0]
+        share = t.reduce_sum(f, 3 - axis) / t.cast(across, t.float32)[:, None]
+        first = share[:, 0] >= _BAND_FILL
+        last = t.gather(share, extent - 1, axis=1, batch_dims=1) >= _BAND_FILL
+        from_start = t.math.cumprod(f, axis) > 0.0
+        mirrored = t.reverse_sequence(f, extent, axis, 0)
+        from_end = t.reverse_sequence(t.math.cumprod(mirrored, axis), extent, axis, 0) > 0.0
+        n = t.shape(ink)[axis]
+        i = t.range(n)[None, :]
+        depth = _BAND_DEPTH * t.cast(extent, t.float32)[:, None]
+        near_start = t.cast(i, t.float32) < depth
+        near_end = t.cast(i, t.float32) >= t.cast(extent, t.float32)[:, None] - depth
+        near_start, near_end = (
+            (v[:, None, :] if axis == 2 else v[:, :, None]) for v in (near_start, near_end)
+        )
+        band = (from_start & near_start & per_image(first)) | (
+            from_end & near_end & per_image(last)
+        )
+        out = out | (band & ink)
+    return out

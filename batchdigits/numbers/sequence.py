@@ -92,15 +92,3 @@ def greedy(probabilities: np.ndarray, power: float = 1.0) -> list[tuple[str, flo
         whole = float(np.prod(p, dtype=np.float64)) ** power
         out.append(("".join(digits), whole, tuple(each)))
     return out
-
-
-def shipped_reader():
-    """The sequence reader shipped in the package, and its card's confidence power."""
-    import json
-    from importlib import resources
-
-    folder = resources.files("batchdigits.model")
-    card = json.loads((folder / "numbers.card.json").read_text(encoding="utf-8"))
-    with resources.as_file(folder / "numbers.keras") as path:
-        model = keras().models.load_model(path, compile=False)
-    return model, float(card["confidence_power"])

@@ -224,7 +224,7 @@ def open_engine(input_dir, output, options: PredictOptions) -> BeamEngine:
         if threshold is None:
             threshold = FALLBACK_REVIEW_THRESHOLD
     else:
-        ref = ModelRef(model)
+        ref = ModelRef(model, numbers=options.numbers)
         if model is not None:
             ref.load()  # a bad file fails here, not on every worker
             model = os.path.abspath(model)

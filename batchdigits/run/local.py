@@ -19,7 +19,9 @@ class LocalEngine:
     label = "predicting"
 
     def __init__(self, listing: Listing, options: PredictOptions):
-        self._ref = ModelRef(options.model)  # a missing model fails before anything is written
+        self._ref = ModelRef(
+            options.model, numbers=options.numbers
+        )  # a missing model fails before anything is written
         self.listing = listing
         self.model_name = self._ref.name
         self.fingerprint = self._ref.fingerprint

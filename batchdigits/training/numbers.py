@@ -73,33 +73,117 @@ def _number(digits, labels, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     return out, label
 
 
-def _field(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The number on paper: room around it, sometimes a cell's rulings and a margin, the
-    polarity and contrast of a scan, noise; ``uint8 (H, W)``."""
+def _field(ink: np.ndarray, rng: np.random.Generator, digits=None) -> np.ndarray:
+    """The number on paper: room around it, sometimes a form's cell (rulings, a ragged
+    scanner margin, a word of print or a neighbour's stroke cut by the edge, an
+    underline), the polarity, paper level, shading and noise of a scan; ``uint8 (H, W)``."""
     rows = np.flatnonzero(ink.max(1) > 0.1)
     ink = ink[rows.min() : rows.max() + 1]
     h, w = ink.shape
-    loose = rng.random() < 0.25
-    pad_y = int(h * (rng.uniform(0.4, 1.0) if loose else rng.uniform(0.05, 0.4)))
+    loose = rng.random() < 0.45
+    pad_y = int(h * (rng.uniform(0.4, 1.3) if loose else rng.uniform(0.05, 0.4)))
     pad_x = int(h * rng.uniform(0.05, 0.6))
     field = np.zeros((h + 2 * pad_y, w + 2 * pad_x), np.float32)
     field[pad_y : pad_y + h, pad_x : pad_x + w] = ink
+    if rng.random() < 0.1:  # an underline the digits sit on
+        r = min(pad_y + h + int(rng.integers(-2, 3)), field.shape[0] - 1)
+        field[r : r + int(rng.integers(1, 3)), :] = rng.uniform(0.5, 1.0)
+    if loose:
+        _clutter(field, (pad_y, pad_y + h, pad_x, pad_x + w), rng, digits)
+    return _on_paper(field, rng)
+
+
+def _clutter(field: np.ndarray, box, rng: np.random.Generator, digits) -> None:
+    """A form cell's clutter, drawn into ``field`` (ink 0..1) in place, none of it over
+    the number's ink ``box`` (top, bottom, left, right)."""
     H, W = field.shape
-    if loose and rng.random() < 0.7:  # the cell's rulings
+    top, bottom, left, right = box
+    if rng.random() < 0.75:  # the cell's rulings, a pixel or two of drift
         for _ in range(int(rng.integers(1, 4))):
-            t = int(rng.integers(1, 3))
-            if rng.random() < 0.5:
-                c = int(rng.choice([rng.integers(0, 4), W - 1 - rng.integers(0, 4)]))
-                field[:, max(0, c - t + 1) : c + 1] = rng.uniform(0.6, 1.0)
-            else:
-                r = int(rng.choice([rng.integers(0, 4), H - 1 - rng.integers(0, 4)]))
-                field[max(0, r - t + 1) : r + 1, :] = rng.uniform(0.6, 1.0)
-    if loose and rng.random() < 0.4:  # a scanner margin along one side
-        depth = int(rng.uniform(0.1, 0.3) * (W if rng.random() < 0.5 else H))
-        side = int(rng.integers(4))
-        band = [np.s_[:depth, :], np.s_[-depth:, :], np.s_[:, :depth], np.s_[:, -depth:]][side]
-        field[band] = 1.0
-    paper, pen = rng.uniform(170, 255), rng.uniform(0, 90)
+            _ruling(field, rng)
+    if rng.random() < 0.3:
+        _print(field, rng, top, H - bottom)
+    room = min(left, W - right) - 2
+    if digits is not None and room >= 2 and rng.random() < 0.2:  # a neighbour's stroke
+        other = digits[int(rng.integers(len(digits)))].astype(np.float32) / 255.0
+        size = int(min(H, max(8, rng.uniform(0.4, 0.9) * H)))
+        part = np.asarray(Image.fromarray(other).resize((size, size), Image.BILINEAR))
+        keep = min(room, max(2, int(size * rng.uniform(0.15, 0.35))))
+        y = int(rng.integers(0, max(1, H - size + 1)))
+        cut, x = (part[:, -keep:], 0) if rng.random() < 0.5 else (part[:, :keep], W - keep)
+        region = field[y : y + size, x : x + keep]
+        np.maximum(region, cut[: region.shape[0], : region.shape[1]], out=region)
+    if rng.random() < 0.45:
+        _margin(field, rng, (top, H - bottom, left, W - right))
+
+
+def _ruling(field: np.ndarray, rng: np.random.Generator) -> None:
+    H, W = field.shape
+    thick = int(rng.integers(1, 3))
+    level = rng.uniform(0.5, 1.0)
+    vertical = rng.random() < 0.6
+    n, along = (W, H) if vertical else (H, W)
+    at = rng.uniform(0, 5) if rng.random() < 0.5 else n - 1 - rng.uniform(0, 5)
+    line = np.round(at + np.linspace(0, rng.uniform(-2, 2), along)).astype(int)
+    for t in range(thick):
+        pos = np.clip(line + t, 0, n - 1)
+        if vertical:
+            field[np.arange(H), pos] = np.maximum(field[np.arange(H), pos], level)
+        else:
+            field[pos, np.arange(W)] = np.maximum(field[pos, np.arange(W)], level)
+
+
+def _margin(field: np.ndarray, rng: np.random.Generator, free) -> None:
+    """A dark scanner margin along one side, its inner edge skewed and ragged, within the
+    ``free`` room on each side (top, bottom, left, right)."""
+    H, W = field.shape
+    side = int(rng.integers(4))
+    n, along = (H, W) if side < 2 else (W, H)
+    room = free[side] - 2
+    if room < 3:
+        return
+    depth = min(rng.uniform(0.08, 0.3) * n, room * rng.uniform(0.4, 0.9))
+    skew = np.linspace(-1, 1, along) * rng.uniform(-0.05, 0.05) * n
+    wander = np.cumsum(rng.normal(0, 0.3, along))
+    edge = np.minimum(depth + skew + wander - wander.mean(), room)
+    band = np.arange(n)[None, :] < edge[:, None]  # (along, n)
+    if side in (1, 3):
+        band = band[:, ::-1]
+    field[band.T if side < 2 else band] = rng.uniform(0.8, 1.0)
+
+
+def _print(field: np.ndarray, rng: np.random.Generator, above: int, below: int) -> None:
+    """A word of print (random letters) at the top or bottom edge, often cut by it, in
+    the room ``above`` or ``below`` the number."""
+    from PIL import ImageDraw, ImageFont
+
+    H, W = field.shape
+    size = int(max(8, rng.uniform(0.12, 0.3) * H))
+    if max(above, below) < size * 0.6:
+        return
+    at_top = above >= below
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz:./#"
+    word = "".join(rng.choice(list(letters), int(rng.integers(2, 7))))
+    canvas = Image.new("L", (W, H))
+    draw = ImageDraw.Draw(canvas)
+    shown = min(size * 1.1, max(above, below) - 2)  # rows of the word inside the field
+    y = shown - size * 1.2 if at_top else H - shown
+    x = rng.uniform(0, max(1, W * 0.6))
+    draw.text((float(x), float(y)), word, fill=255, font=ImageFont.load_default(size=size))
+    np.maximum(field, np.asarray(canvas, np.float32) / 255.0, out=field)
+
+
+def _on_paper(field: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ink 0..1 -> a scan ``uint8``: paper (sometimes grey, sometimes shaded) and pen,
+    either polarity, noise."""
+    H, W = field.shape
+    paper = rng.uniform(170, 255) if rng.random() < 0.8 else rng.uniform(110, 190)
+    pen = rng.uniform(0, min(90, paper - 60))
+    if rng.random() < 0.25:  # uneven light across the page
+        ramp = np.linspace(-1, 1, W)[None, :] * rng.uniform(-1, 1) + np.linspace(-1, 1, H)[
+            :, None
+        ] * rng.uniform(-1, 1)
+        paper = paper + ramp * rng.uniform(5, 25)
     image = paper + (pen - paper) * np.clip(field, 0, 1)
     if rng.random() < 0.5:
         image = 255.0 - image
@@ -113,7 +197,7 @@ def synthetic_numbers(digits, labels, count: int, seed: int):
     images, texts = [], []
     for _ in range(count):
         ink, label = _number(digits, labels, rng)
-        images.append(_field(ink, rng))
+        images.append(_field(ink, rng, digits))
         texts.append(label)
     return images, texts
 
@@ -141,9 +225,20 @@ def targets(texts) -> np.ndarray:
     return out
 
 
-def train_sequence(output: Path, mnist, count: int, epochs: int, seed: int = 1, log=print):
+def train_sequence(
+    output: Path,
+    mnist,
+    count: int,
+    epochs: int,
+    seed: int = 1,
+    log=print,
+    initial: Path | None = None,
+    learning_rate: float = 2e-3,
+):
     """Train the sequence reader on ``count`` synthetic numbers (another tenth held out)
-    and save it to ``output``; returns held-out exact-match accuracy."""
+    and save it to ``output`` (after every epoch, so a stopped run keeps its best so far);
+    ``initial``: start from that model's weights. Returns the held-out exact-match
+    accuracy of each epoch."""
     k = keras()
     k.utils.set_random_seed(seed)
     t0 = time.time()
@@ -153,16 +248,17 @@ def train_sequence(output: Path, mnist, count: int, epochs: int, seed: int = 1, 
     log(f"{len(x)} fields made and cleaned in {time.time() - t0:.0f} s")
     x_val, val_texts = x[count:], texts[count:]
     x, y = x[:count], y[:count]
-    model = build_sequence_model()
+    model = k.models.load_model(initial, compile=False) if initial else build_sequence_model()
     steps = epochs * (count // 64)
-    schedule = k.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
+    schedule = k.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
     model.compile(optimizer=k.optimizers.Adam(schedule), loss=k.losses.CTC())
+    curve = []
     for epoch in range(epochs):
         t = time.time()
         model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=True)
         probs = tf().nn.softmax(model.predict(x_val, batch_size=256, verbose=0)).numpy()
         read = [r[0] for r in greedy(probs)]
-        exact = float(np.mean([a == b for a, b in zip(read, val_texts, strict=True)]))
-        log(f"epoch {epoch + 1}: held-out exact {exact:.4f} ({time.time() - t:.0f} s)")
-    model.save(output)
-    return exact
+        curve.append(float(np.mean([a == b for a, b in zip(read, val_texts, strict=True)])))
+        log(f"epoch {epoch + 1}: held-out exact {curve[-1]:.4f} ({time.time() - t:.0f} s)")
+        model.save(output)
+    return curve
