@@ -261,3 +261,55 @@ def test_numbers_read_with_the_model_given(tmp_path, mnist, model_file):
     assert "--numbers needs a reader of numbers" in result.output and not out.exists()
     result = runner.invoke(app, [*args, "--train-if-missing"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def _labelled_numbers(tmp_path, mnist, count: int):
+    """``count`` numbers of 1-5 MNIST test digits in a folder, and their labels CSV."""
+    root = tmp_path / "labelled"
+    rng = np.random.default_rng(7)
+    lines = ["path,label"]
+    for i in range(count):
+        image, label = number_image(mnist, rng.choice(1000, int(rng.integers(1, 6))), 5)
+        save_digit(root / f"f{i:03d}.png", image)
+        lines.append(
+            f"f{i:03d}.png,{label[:1]}.{label[1:]}" if len(label) > 1 else f"f{i:03d}.png,{label}"
+        )
+    lines.append("f999.png,x")  # not a number: left out
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root, tmp_path / "labels.csv"
+
+
+def test_tune_numbers_learns_from_corrected_strings(tmp_path, mnist, mnist_path):
+    """tune --numbers saves a reader of numbers with its card, keeps the best held-out
+    epoch (never worse than the base), and predict --numbers --model reads with it."""
+    import json
+
+    root, labels = _labelled_numbers(tmp_path, mnist, 40)
+    out = tmp_path / "mine.keras"
+    args = ["tune", str(root), "--numbers", "--labels", str(labels), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--epochs", "2", "--data", str(mnist_path)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "mine.card.json").read_text())
+    assert card["format"] == "batchdigits-numbers-card/1"
+    assert card["labelled_numbers"] == 40 and card["held_out_numbers"] == 10
+    assert card["held_out_exact_after"] >= card["held_out_exact_before"]
+    assert 0.0 < card["confidence_power"] <= 1.0 and 0.0 <= card["review_threshold"] <= 1.0
+    assert "held-out exact" in result.output
+    predicted = tmp_path / "p.csv"
+    args = ["predict", str(root), "--numbers", "--model", str(out), "-o", str(predicted), "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    table = pd.read_csv(predicted, dtype={"prediction": str}, keep_default_na=False)
+    assert len(table) == 40 and (table["prediction"].str.len() >= 1).all()
+
+
+def test_tune_numbers_refuses_what_it_cannot_learn_from(tmp_path, mnist):
+    root, labels = _labelled_numbers(tmp_path, mnist, 8)
+    out = tmp_path / "mine.keras"
+    for extra, words in (
+        (["--labels", str(labels)], "too few labelled numbers"),
+        ([], "needs --labels"),
+    ):
+        result = runner.invoke(app, ["tune", str(root), "--numbers", "-o", str(out), *extra])
+        assert result.exit_code == 65, result.output
+        assert words in result.output and "Traceback" not in result.output
+    assert not out.exists()

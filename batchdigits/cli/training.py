@@ -170,16 +170,29 @@ def tune(
         typer.Option(help="CSV with columns path,label, e.g. the one review writes."),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="The model to start from. Default: the shipped one.")
+        Path | None,
+        typer.Option(
+            help="The model to start from. Default: the shipped one (with --numbers, the "
+            "shipped reader of numbers)."
+        ),
     ] = None,
     data: DataOption = None,
     epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 12,
     seed: Annotated[int, typer.Option(help="Seeds the held-out split, order and changes.")] = 1,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    numbers: Annotated[
+        bool,
+        typer.Option(
+            "--numbers",
+            help="Tune the reader of numbers on fields labelled with whole numbers (needs "
+            "--labels); predict --numbers --model OUTPUT then reads with it.",
+        ),
+    ] = False,
 ) -> None:
     """Fine-tune a model on your own labelled images and save it with its card."""
     from batchdigits.training.tune import TuneOptions
     from batchdigits.training.tune import tune as tune_model
+    from batchdigits.training.tune_numbers import tune_numbers
 
     options = TuneOptions(
         predict=PredictOptions(model=model, max_pixels=max_pixels),
@@ -188,15 +201,29 @@ def tune(
         epochs=epochs,
         seed=seed,
     )
-    result = run(lambda: tune_model(labelled, output, options, reporter()))
-    _print_tuned(output, result)
+    job = tune_numbers if numbers else tune_model
+    result = run(lambda: job(labelled, output, options, reporter()))
+    for path, why in result.unreadable:
+        err.print(f"skipped {path}: {why}")
+    (_print_tuned_numbers if numbers else _print_tuned)(output, result.card)
     raise typer.Exit(int(ExitCode.PARTIAL if result.unreadable else ExitCode.OK))
 
 
-def _print_tuned(output: Path, result) -> None:
-    for path, why in result.unreadable:
-        err.print(f"skipped {path}: {why}")
-    card = result.card
+def _print_tuned_numbers(output: Path, card: dict) -> None:
+    err.print(
+        f"saved {output}: held-out exact {card['held_out_exact_before']:.2%} before, "
+        f"{card['held_out_exact_after']:.2%} after, on {card['held_out_numbers']} of your "
+        f"{card['labelled_numbers']} labelled numbers; review threshold "
+        f"{card['review_threshold']:.4f}; {card['tune_seconds']:.0f} s"
+    )
+    if card["held_out_exact_after"] <= card["held_out_exact_before"]:
+        err.print(
+            "warning: tuning did not improve the held-out numbers: the saved reader keeps "
+            "the base reader's weights; compare both with evaluate --numbers"
+        )
+
+
+def _print_tuned(output: Path, card: dict) -> None:
     mnist = card["mnist_test_accuracy"]
     err.print(
         f"saved {output}: held-out accuracy {card['held_out_accuracy_before']:.2%} before, "
@@ -215,9 +242,12 @@ def _print_tuned(output: Path, result) -> None:
 @app.command()
 def info(
     model: ModelOption = None,
+    numbers: Annotated[
+        bool, typer.Option("--numbers", help="The shipped reader of numbers' card.")
+    ] = False,
 ) -> None:
     """Print the model card (JSON) of a model."""
     from batchdigits.model.store import read_card
 
-    card = run(lambda: read_card(model))
+    card = run(lambda: read_card(model, numbers))
     sys.stdout.write(json.dumps(card, indent=2) + "\n")

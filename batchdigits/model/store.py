@@ -214,9 +214,10 @@ def _without_optimizer(model):
     return clone
 
 
-def read_card(model_path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The model card of a model (default: the shipped one)."""
-    mp = Path(model_path) if model_path is not None else default_model_path()
+def read_card(model_path: str | os.PathLike | None = None, numbers: bool = False) -> dict[str, Any]:
+    """The model card of a model (default: the shipped one; ``numbers``: the shipped
+    reader of numbers)."""
+    mp = Path(model_path) if model_path is not None else default_model_path(numbers)
     cp = card_path(mp)
     if not cp.is_file():
         if not mp.is_file():

@@ -60,7 +60,7 @@ def read_sequences(reader, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReadin
     confidence 0 (flagged for review)."""
     model, power = reader
     t = tf()
-    inputs, has_ink = _sequence_inputs()(gray, sizes)
+    inputs, has_ink = sequence_inputs_fn()(gray, sizes)
     probabilities = t.nn.softmax(model(inputs, training=False)).numpy()
     out = []
     for (digits, confidence, each), ink in zip(
@@ -156,7 +156,9 @@ def best_path(count: int, cands, probabilities, lengths, against=None) -> Number
 
 
 @functools.lru_cache(maxsize=1)
-def _sequence_inputs():
+def sequence_inputs_fn():
+    """:func:`~batchdigits.numbers.sequence.field_inputs` compiled once per process, for
+    padded batches of any size: prediction and training make their inputs with it."""
     t = tf()
     specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
     return t.function(field_inputs, input_signature=specs, autograph=False)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from batchdigits.imaging.preprocess import pad_batch
-from batchdigits.numbers.sequence import build_sequence_model, field_inputs, greedy
+from batchdigits.numbers.sequence import HEIGHT, WIDTH, build_sequence_model, greedy
 from batchdigits.runtime.lazy import keras, tf
 
 MAX_LABEL = 10  # digits in a synthetic number, at most
@@ -207,14 +207,63 @@ def model_inputs_of(images, batch: int = 128) -> np.ndarray:
     through the product's cleaning."""
     from batchdigits.model.inference import prepare_pixels
 
-    t = tf()
-    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
-    clean = t.function(field_inputs, input_signature=specs, autograph=False)
-    out = []
-    for start in range(0, len(images), batch):
-        gray, sizes = pad_batch([prepare_pixels(i) for i in images[start : start + batch]])
-        out.append(clean(gray, sizes)[0].numpy().astype(np.float16))
-    return np.concatenate(out)
+    return fields_of([prepare_pixels(i) for i in images], batch)[0]
+
+
+def fields_of(grays, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Gray working images -> ``(the sequence model's inputs (N, HEIGHT, WIDTH, 1)``
+    float16, ``has_ink (N,))``, through the product's cleaning and scaling."""
+    from batchdigits.numbers.reader import sequence_inputs_fn
+
+    clean = sequence_inputs_fn()
+    inputs, has_ink = [], []
+    for start in range(0, len(grays), batch):
+        x, ink = clean(*pad_batch(grays[start : start + batch]))
+        inputs.append(x.numpy().astype(np.float16))
+        has_ink.append(ink.numpy())
+    if not inputs:
+        return np.zeros((0, HEIGHT, WIDTH, 1), np.float16), np.zeros(0, bool)
+    return np.concatenate(inputs), np.concatenate(has_ink)
+
+
+def read_probabilities(model, x: np.ndarray) -> np.ndarray:
+    """The model's step probabilities ``(N, STEPS, 11)`` for inputs ``x``."""
+    return tf().nn.softmax(model.predict(x, batch_size=256, verbose=0)).numpy()
+
+
+#: Rows not flagged must be at least this share exact where the threshold is chosen.
+UNFLAGGED_EXACT = 0.995
+_POWERS = np.round(np.arange(0.02, 1.001, 0.02), 2)
+
+
+def calibrate_reader(probabilities: np.ndarray, texts, target: float = UNFLAGGED_EXACT) -> dict:
+    """The confidence power (the lowest ECE of the whole strings' confidences) and the
+    review threshold (the lowest at which the rows kept are ``target`` exact) on numbers
+    the model did not learn from, with the figures there."""
+    from batchdigits.model.calibrate import (
+        choose_review_threshold,
+        coverage_and_accuracy,
+        expected_calibration_error,
+    )
+
+    read = greedy(probabilities)
+    exact = np.array([r[0] == t for r, t in zip(read, texts, strict=True)], bool)
+    raw = np.array([r[1] for r in read], np.float64)
+    eces = [expected_calibration_error(raw**p, exact) for p in _POWERS]
+    power = float(_POWERS[int(np.argmin(eces))])
+    confidence = raw**power
+    threshold = choose_review_threshold(confidence, exact, target)
+    coverage, kept_exact = coverage_and_accuracy(confidence, exact, threshold)
+    return {
+        "confidence_power": power,
+        "review_threshold": round(threshold, 6),
+        "calibration_images": int(len(texts)),
+        "calibration_exact": round(float(exact.mean()), 6) if len(texts) else 0.0,
+        "calibration_ece_raw": round(expected_calibration_error(raw, exact), 6),
+        "calibration_ece": round(float(min(eces)), 6),
+        "calibration_unflagged": round(coverage, 6),
+        "calibration_unflagged_exact": round(kept_exact, 6),
+    }
 
 
 def targets(texts) -> np.ndarray:
@@ -256,8 +305,7 @@ def train_sequence(
     for epoch in range(epochs):
         t = time.time()
         model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=True)
-        probs = tf().nn.softmax(model.predict(x_val, batch_size=256, verbose=0)).numpy()
-        read = [r[0] for r in greedy(probs)]
+        read = [r[0] for r in greedy(read_probabilities(model, x_val))]
         curve.append(float(np.mean([a == b for a, b in zip(read, val_texts, strict=True)])))
         log(f"epoch {epoch + 1}: held-out exact {curve[-1]:.4f} ({time.time() - t:.0f} s)")
         model.save(output)
