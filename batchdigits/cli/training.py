@@ -17,6 +17,21 @@ from batchdigits.cli.params import DataOption, MaxPixelsOption, ModelOption, Ski
 from batchdigits.errors import ExitCode
 from batchdigits.options import DEFAULT_MAX_PIXELS, PredictOptions
 
+TuneModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The model to start from. Default: the shipped one (with --numbers, the "
+        "shipped reader of numbers)."
+    ),
+]
+TuneNumbersOption = Annotated[
+    bool,
+    typer.Option(
+        "--numbers",
+        help="Tune the reader of numbers on fields labelled with whole numbers (needs "
+        "--labels); predict --numbers --model OUTPUT then reads with it.",
+    ),
+]
 AugmentOption = Annotated[
     bool,
     typer.Option(
@@ -169,25 +184,12 @@ def tune(
         Path | None,
         typer.Option(help="CSV with columns path,label, e.g. the one review writes."),
     ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="The model to start from. Default: the shipped one (with --numbers, the "
-            "shipped reader of numbers)."
-        ),
-    ] = None,
+    model: TuneModelOption = None,
     data: DataOption = None,
     epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 12,
     seed: Annotated[int, typer.Option(help="Seeds the held-out split, order and changes.")] = 1,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
-    numbers: Annotated[
-        bool,
-        typer.Option(
-            "--numbers",
-            help="Tune the reader of numbers on fields labelled with whole numbers (needs "
-            "--labels); predict --numbers --model OUTPUT then reads with it.",
-        ),
-    ] = False,
+    numbers: TuneNumbersOption = False,
 ) -> None:
     """Fine-tune a model on your own labelled images and save it with its card."""
     from batchdigits.training.tune import TuneOptions
