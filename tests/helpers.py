@@ -1,5 +1,5 @@
 """What several test files share: the installed console script, a free loopback port,
-a server process that is up, and peak memory."""
+a server process that is up, peak memory, and a number written with MNIST test digits."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import numpy as np
 
 #: The installed ``batchdigits`` console script of this environment.
 EXE = shutil.which("batchdigits", path=str(Path(sys.executable).parent)) or str(
@@ -55,3 +57,15 @@ def run_peak_rss_mib(args: list[str]) -> float:
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     return usage.ru_maxrss / 1024
+
+
+def number_image(mnist, indices, gap: int = 6, dark_ink: bool = True) -> tuple[np.ndarray, str]:
+    """MNIST test digits side by side, ``gap`` pixels apart, on paper: the image, label."""
+    digits = [mnist.x_test[i][:, 4:24] for i in indices]
+    spacer = np.zeros((28, gap), np.uint8)
+    parts = [spacer]
+    for d in digits:
+        parts += [d, spacer]
+    ink = np.pad(np.concatenate(parts, 1), ((6, 6), (0, 0)))
+    image = 255 - ink if dark_ink else ink
+    return image.astype(np.uint8), "".join(str(int(mnist.y_test[i])) for i in indices)

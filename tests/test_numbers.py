@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import save_digit
+from helpers import number_image
 from typer.testing import CliRunner
 
 from batchdigits.cli import app
@@ -16,18 +17,6 @@ from batchdigits.numbers.segment import Primitive, pieces, primitives
 from batchdigits.options import PredictOptions, parse_digits
 
 runner = CliRunner()
-
-
-def number_image(mnist, indices, gap: int = 6, dark_ink: bool = True) -> tuple[np.ndarray, str]:
-    """MNIST test digits side by side, ``gap`` pixels apart, on paper: the image, label."""
-    digits = [mnist.x_test[i][:, 4:24] for i in indices]
-    spacer = np.zeros((28, gap), np.uint8)
-    parts = [spacer]
-    for d in digits:
-        parts += [d, spacer]
-    ink = np.pad(np.concatenate(parts, 1), ((6, 6), (0, 0)))
-    image = 255 - ink if dark_ink else ink
-    return image.astype(np.uint8), "".join(str(int(mnist.y_test[i])) for i in indices)
 
 
 def test_digits_option_is_a_count_or_a_range():

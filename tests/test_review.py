@@ -81,7 +81,9 @@ def test_routes_answer_bad_requests_with_4xx(predictions, model_file):
     session = ReviewSession.open(out, images)
     client = create_review_app(session, Predictor(PredictOptions(model=model_file))).test_client()
     assert client.get("/api/rows").status_code == 200
+    assert "numbers" not in client.get("/api/rows").json  # as before --numbers existed
     assert client.get("/api/rows?show=digit&digit=7").status_code == 200
+    assert client.get("/api/rows?show=digit&digit=12").status_code == 400
     assert client.get("/api/image?path=sub/d01.png").status_code == 200
     seen = client.get("/api/seen?path=sub/d01.png").json
     assert seen["normalized"].startswith("data:image/png") and seen["second"] in range(10)
@@ -185,3 +187,71 @@ def test_a_rebinding_host_cannot_label_or_read(predictions, model_file):
         "/api/label", json={"path": "sub/d01.png", "label": "3"}, headers={"Host": "digits.lan"}
     )
     assert ok.status_code == 200 and session.labels == {"sub/d01.png": "3"}
+
+
+@pytest.fixture
+def number_predictions(tmp_path, mnist):
+    from helpers import number_image
+
+    images = tmp_path / "numbers"
+    for i, indices in enumerate([[3, 10, 2], [13, 5], [3, 7, 1, 11, 4], [8], [21, 22, 23]]):
+        save_digit(images / f"n{i}.png", number_image(mnist, indices)[0])
+    out = tmp_path / "numbers.csv"
+    predict_folder(images, out, PredictOptions(numbers=True))
+    return out, images
+
+
+def test_review_numbers_keeps_strings_and_takes_numbers(number_predictions):
+    from batchdigits.evaluation.labels import read_labels
+
+    out, images = number_predictions
+    with pytest.raises(LabelError, match="review --numbers"):
+        ReviewSession.open(out, images)  # a numbers CSV read as digits would lose zeros
+    session = ReviewSession.open(out, images, numbers=True)
+    predictions = {r["path"]: r["prediction"] for r in session.rows}
+    assert predictions["n0.png"].startswith("0") and len(predictions["n2.png"]) >= 4
+    assert all(isinstance(p, str) for p in predictions.values())
+    shown = session.queue("digit", predictions["n2.png"])
+    assert [r["path"] for r in shown] == ["n2.png"]
+    assert session.set_label("n0.png", "0-12") == 1 and session.labels["n0.png"] == "012"
+    assert session.set_label("n1.png", "x") == 2
+    for bad in ("12a", "1/2", "-", "٣"):
+        with pytest.raises(LabelError):
+            session.set_label("n2.png", bad)
+    again = ReviewSession.open(out, images, numbers=True)
+    assert again.labels == {"n0.png": "012", "n1.png": "x"}
+    assert read_labels(session.labels_path, numbers=True) == again.labels  # evaluate, tune
+
+
+def test_review_numbers_routes(number_predictions):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from batchdigits.web.predictor import Predictor
+    from batchdigits.web.review_app import create_review_app
+
+    out, images = number_predictions
+    session = ReviewSession.open(out, images, numbers=True)
+    predictor = Predictor(PredictOptions(numbers=True))
+    client = create_review_app(session, predictor).test_client()
+    rows = client.get("/api/rows?show=all").json
+    assert rows["numbers"] is True and {r["path"] for r in rows["rows"]} == {
+        f"n{i}.png" for i in range(5)
+    }
+    number = session.row("n2.png")["prediction"]
+    shown = client.get(f"/api/rows?show=digit&digit={number}").json["rows"]
+    assert [r["path"] for r in shown] == ["n2.png"]
+    seen = client.get("/api/seen?path=n2.png").json
+    assert seen["prediction"] == number and len(seen["digit_confidences"]) == len(number)
+    assert seen["second"] is None
+    png = base64.b64decode(seen["normalized"].split(",")[1])
+    assert Image.open(io.BytesIO(png)).size == (192, 32)
+    saved = client.post("/api/label", json={"path": "n0.png", "label": "0.12"}).json
+    assert saved["label"] == "012" and session.labels == {"n0.png": "012"}
+    bad = [
+        client.get("/api/rows?show=digit&digit=1x"),
+        client.post("/api/label", json={"path": "n0.png", "label": "12a"}),
+    ]
+    assert [r.status_code for r in bad] == [400, 400] and session.labels == {"n0.png": "012"}

@@ -376,3 +376,50 @@ def test_load_500_requests_8_clients(server, mnist):
     # Measured here: 125 requests/s, p95 0.1 s. A fifth of that means requests no longer
     # share model calls or decode in parallel.
     assert 500 / seconds >= 25 and p95 < 1.5
+
+
+# --------------------------------------------------------------------------- --numbers
+
+
+def test_numbers_json_equals_predict_numbers_row(mnist, tmp_path):
+    """serve --numbers answers what predict --numbers writes: a string (leading zeros
+    kept), its confidence and each digit's, and the field the reader saw (192x32); the
+    single-digit health answer has no numbers key (unchanged without --numbers)."""
+    from helpers import number_image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, indices in enumerate([[3, 10, 2], [13, 5], [3, 7, 1, 11, 4]]):
+        (folder / f"{i}.png").write_bytes(png_bytes(number_image(mnist, indices)[0]))
+    options = PredictOptions(numbers=True, probabilities=True)
+    predict_folder(folder, tmp_path / "p.csv", options)
+    rows = {r.split(",")[0]: r.split(",") for r in (tmp_path / "p.csv").read_text().splitlines()}
+    client = create_app(Predictor(PredictOptions(numbers=True))).test_client()
+    assert client.get("/healthz").json["numbers"] is True
+    assert (
+        "numbers" not in create_app(Predictor(PredictOptions())).test_client().get("/healthz").json
+    )
+    for i in range(3):
+        data = (folder / f"{i}.png").read_bytes()
+        answer = client.post("/api/predict", data=data, content_type="image/png").json
+        path, prediction, confidence, review, _, each = rows[f"{i}.png"]
+        assert answer["prediction"] == prediction and isinstance(answer["prediction"], str)
+        assert f"{answer['confidence']:.6f}" == confidence
+        assert ("true" if answer["needs_review"] else "false") == review
+        assert " ".join(f"{p:.6f}" for p in answer["digit_confidences"]) == each
+        assert "probabilities" not in answer
+        preview = Image.open(io.BytesIO(base64.b64decode(answer["normalized"].split(",")[1])))
+        assert preview.size == (192, 32)
+    assert rows["0.png"][1].startswith("0")  # MNIST test digit 3 is a 0: kept
+
+
+def test_serve_numbers_options_are_checked_before_listening():
+    runner = CliRunner()
+    for args, says in [
+        (["serve", "--digits", "5"], "--numbers"),
+        (["serve", "--numbers", "--digits", "five"], "--digits"),
+        (["serve", "--numbers", "--digits", "0"], "between 1"),
+    ]:
+        result = runner.invoke(cli_app, [*args, "--port", str(free_port())])
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert says in result.output and "Traceback" not in result.output

@@ -11,8 +11,13 @@ import typer
 
 from batchdigits.cli.app import app, err
 from batchdigits.cli.exits import run
-from batchdigits.cli.params import ModelOption, ReviewThresholdOption
-from batchdigits.options import DEFAULT_UPLOAD_MAX_PIXELS, PredictOptions, ServeOptions
+from batchdigits.cli.params import DigitsOption, ModelOption, ReviewThresholdOption
+from batchdigits.options import (
+    DEFAULT_UPLOAD_MAX_PIXELS,
+    PredictOptions,
+    ServeOptions,
+    parse_digits,
+)
 
 
 class Server(str, enum.Enum):
@@ -47,6 +52,23 @@ UploadMaxPixelsOption = Annotated[
     ),
 ]
 
+ServeNumbersOption = Annotated[
+    bool,
+    typer.Option(
+        "--numbers",
+        help="Read whole numbers: the page's pad is wide enough to write one, and the API "
+        "answers as predict --numbers does (prediction a string, digit_confidences).",
+    ),
+]
+ReviewNumbersOption = Annotated[
+    bool,
+    typer.Option(
+        "--numbers",
+        help="The CSV was written by predict --numbers: predictions and labels are strings "
+        "of digits (type them, Enter saves).",
+    ),
+]
+
 
 def _say_listening(listen: ServeOptions, what: str, exposes: str) -> None:
     """The start-up line, and a warning when the address is reachable from elsewhere."""
@@ -78,11 +100,12 @@ def serve(
     ] = ServeOptions.threads,
     max_pixels: UploadMaxPixelsOption = DEFAULT_UPLOAD_MAX_PIXELS,
     review_threshold: ReviewThresholdOption = None,
+    numbers: ServeNumbersOption = False,
+    digits: DigitsOption = None,
 ) -> None:
     """Serve a page to draw digits on and the JSON API (needs 'batchdigits\\[web]')."""
     from batchdigits.web.draw import serve as run_server
 
-    options = PredictOptions(model=model, max_pixels=max_pixels, review_threshold=review_threshold)
     listen = ServeOptions(
         host, port, server.value, max_content_length, threads, tuple(allow_host or ())
     )
@@ -91,7 +114,18 @@ def serve(
         what = f"serving on {url} ({listen.server}); Ctrl-C stops"
         _say_listening(listen, what, "use the page and the API")
 
-    run(lambda: run_server(options, listen, ready))
+    def start() -> None:
+        length = None if digits is None else parse_digits(digits)
+        options = PredictOptions(
+            model=model,
+            max_pixels=max_pixels,
+            review_threshold=review_threshold,
+            numbers=numbers,
+            digits=length,
+        )
+        run_server(options, listen, ready)
+
+    run(start)
 
 
 @app.command()
@@ -111,6 +145,7 @@ def review(
         typer.Option(help="Where labels are saved as you go. Default: PREDICTIONS.labels.csv."),
     ] = None,
     model: ModelOption = None,
+    numbers: ReviewNumbersOption = False,
     host: HostOption = ServeOptions.host,
     port: PortOption = ServeOptions.port,
     server: ServerOption = Server.waitress,
@@ -129,7 +164,7 @@ def review(
         max_content_length=REVIEW_MAX_CONTENT_LENGTH,
         allow_hosts=tuple(allow_host or ()),
     )
-    session = run(lambda: ReviewSession.open(predictions, images, labels))
+    session = run(lambda: ReviewSession.open(predictions, images, labels, numbers))
 
     def ready(url: str) -> None:
         what = (
@@ -138,4 +173,5 @@ def review(
         )
         _say_listening(listen, what, "see the images and change the labels")
 
-    run(lambda: run_review(session, PredictOptions(model=model), listen, ready))
+    options = PredictOptions(model=model, numbers=numbers)
+    run(lambda: run_review(session, options, listen, ready))

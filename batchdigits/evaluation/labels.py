@@ -19,6 +19,23 @@ NOT_A_DIGIT = "x"
 LABELS = frozenset({*DIGITS, NOT_A_DIGIT})
 COLUMNS = ("path", "label")
 SEPARATORS = r"[.,\-\s]"  # in a number's label: not digits, dropped
+NUMBER = r"[0-9]+"  # a number's label, once its separators are dropped
+
+
+def label_of(value: str, numbers: bool = False) -> str:
+    """One label as typed -> as saved (lower case; a number's separators dropped), or
+    :class:`LabelError`: the rule :func:`read_labels` applies to every line."""
+    import re
+
+    label = value.strip().lower()
+    if numbers:
+        label = re.sub(SEPARATORS, "", label)
+        if re.fullmatch(NUMBER, label) or label == NOT_A_DIGIT:
+            return label
+        raise LabelError(f"label {value!r} is not a number (digits 0-9) or x (not a number)")
+    if label in LABELS:
+        return label
+    raise LabelError(f"label {value!r} is not a digit 0-9 or x (not a digit)")
 
 
 def read_labels(path: str | os.PathLike, numbers: bool = False) -> dict[str, str]:
@@ -41,7 +58,7 @@ def read_labels(path: str | os.PathLike, numbers: bool = False) -> dict[str, str
     labels = table["label"].str.strip().str.lower()
     if numbers:
         labels = labels.str.replace(SEPARATORS, "", regex=True)
-        bad = ~(labels.str.fullmatch(r"[0-9]+") | (labels == NOT_A_DIGIT))
+        bad = ~(labels.str.fullmatch(NUMBER) | (labels == NOT_A_DIGIT))
     else:
         bad = ~labels.isin(LABELS)
     if bad.any():

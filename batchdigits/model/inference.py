@@ -110,8 +110,8 @@ class Inference:
         without the ~1.5 s of tracing the normalisation's graph costs once per process,
         so a run of a few batches finishes sooner. Both give the same bits."""
         if self.options.numbers:
-            readings = read_sequences(self.numbers, gray, sizes, self.options.lengths)
-            return Readings(readings, self.threshold)
+            readings, inputs = read_sequences(self.numbers, gray, sizes, self.options.lengths)
+            return Readings(readings, self.threshold, inputs)
         t = tf()
         normalize = _normalize() if compiled else normalize_batch
         inputs, has_digit = normalize(t.convert_to_tensor(gray), t.convert_to_tensor(sizes))
@@ -137,7 +137,9 @@ class Inference:
             for start in range(0, len(grays), size)
         ]
         if self.options.numbers:
-            return Readings([r for part in parts for r in part.readings], self.threshold)
+            readings = [r for part in parts for r in part.readings]
+            inputs = [part.inputs for part in parts]
+            return Readings(readings, self.threshold, np.concatenate(inputs) if inputs else None)
         if not parts:
             empty = np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((0, 10), np.float32)
             return Predicted(*empty, np.zeros(0, bool), np.zeros(0))
@@ -211,18 +213,22 @@ class Readings:
 
     readings: list[NumberReading]
     threshold: float
+    inputs: np.ndarray | None = None  # (N, HEIGHT, WIDTH, 1) ink 0..1: what the reader saw
 
     def row(self, k: int, path: str, keep_input: bool = False) -> Row:
-        """Image ``k``'s row, named ``path`` (numbers keep no model input)."""
+        """Image ``k``'s row, named ``path`` (with the field the reader saw, 0..255, if
+        ``keep_input``)."""
         reading = self.readings[k]
+        x = self.inputs[k] * 255.0 if keep_input and self.inputs is not None else None
         if not reading.found:
-            return Row(path=path, error=NO_DIGIT, number=True)
+            return Row(path=path, error=NO_DIGIT, model_input=x, number=True)
         return Row(
             path=path,
             prediction=reading.digits,
             confidence=reading.confidence,
             needs_review=reading.confidence < self.threshold,
             probabilities=reading.digit_confidences,
+            model_input=x,
             number=True,
         )
 

@@ -53,11 +53,14 @@ def read_fields(inference, grays: Sequence[np.ndarray], lengths=ANY_LENGTH) -> l
     return read_batch(inference, *pad_batch(grays), lengths)
 
 
-def read_sequences(reader, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:
+def read_sequences(
+    reader, gray, sizes, lengths=ANY_LENGTH
+) -> tuple[list[NumberReading], np.ndarray]:
     """The shipped reader of numbers: a padded batch of gray working images with their
     ``sizes`` -> readings by the sequence model (``reader``: the model and its confidence
-    power). A reading whose length ``lengths`` does not allow keeps its digits, with
-    confidence 0 (flagged for review)."""
+    power), and the model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1). A reading whose
+    length ``lengths`` does not allow keeps its digits, with confidence 0 (flagged for
+    review)."""
     model, power = reader
     t = tf()
     inputs, has_ink = sequence_inputs_fn()(gray, sizes)
@@ -71,7 +74,7 @@ def read_sequences(reader, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReadin
             continue
         allowed = lengths[0] <= len(digits) <= lengths[1]
         out.append(NumberReading(digits, confidence if allowed else 0.0, each))
-    return out
+    return out, inputs.numpy()
 
 
 def read_batch(inference, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:

@@ -43,6 +43,7 @@ def _health(predictor: Predictor) -> dict:
         "model": inference.name,
         "model_fingerprint": inference.fingerprint,
         "review_threshold": inference.threshold,
+        **({"numbers": True} if inference.options.numbers else {}),
     }
 
 

@@ -64,12 +64,19 @@ class Predictor:
             gray = prepare_bytes(data, self.inference.options.max_pixels)
         future: Future = Future()
         self._queue.put((gray, future))
-        row = future.result()
+        return self.answer(future.result())
+
+    def answer(self, row) -> dict:
+        """A row -> the JSON answer: a digit's ten ``probabilities``, or with
+        ``--numbers`` the number's ``digit_confidences``; ``normalized`` is what the
+        model saw (28x28, or the number's field scaled to the reader's 32x192). The keys
+        of a digit's answer are the same with or without the numbers mode existing."""
+        each = None if row.error else [float(p) for p in row.probabilities]
         answer = {
             "prediction": row.prediction,
             "confidence": row.confidence,
             "needs_review": row.needs_review,
-            "probabilities": None if row.error else [float(p) for p in row.probabilities],
+            "digit_confidences" if row.number else "probabilities": each,
             "normalized": _png_data_url(row.model_input),
             "review_threshold": self.inference.threshold,
         }
@@ -79,7 +86,7 @@ class Predictor:
 
 
 def _png_data_url(image) -> str:
-    """A 28x28x1 model input (0..255) as a PNG data URL."""
+    """A model input (``(H, W, 1)``, 0..255) as a PNG data URL."""
     import numpy as np
     from PIL import Image
 

@@ -2,8 +2,10 @@
 
 Routes: ``GET /`` the page (no external assets); ``GET /api/rows?show=review|all|errors|
 digit&digit=N``; ``GET /api/image?path=P`` the original file; ``GET /api/seen?path=P``
-the 28x28 the model saw, its probabilities and the next most likely digit; ``POST
-/api/label`` with JSON ``{"path": P, "label": "0".."9" | "x" | ""}``. A path that is not
+the 28x28 the model saw, its probabilities and the next most likely digit (with
+``--numbers``: the field the reader saw and each digit's confidence); ``POST
+/api/label`` with JSON ``{"path": P, "label": "0".."9" | "x" | ""}`` (with
+``--numbers``, a label is a string of digits). A path that is not
 a row of the CSV, or that leaves the images folder, gets a 4xx and nothing is served.
 """
 
@@ -59,10 +61,20 @@ def _rows(flask, session):
     digit = flask.request.args.get("digit", "")
     if show not in ("review", "all", "errors", "digit"):
         return json_error(flask, 400, f"unknown show={show!r}: review, all, errors or digit")
-    if show == "digit" and not (len(digit) == 1 and digit.isdigit()):
-        return json_error(flask, 400, "show=digit needs digit=0..9")
-    rows = session.queue(show, int(digit) if show == "digit" else None)
-    return flask.jsonify({"rows": rows, "labelled": len(session.labels)})
+    if show == "digit" and not _is_prediction(digit, session.numbers):
+        return json_error(flask, 400, f"show=digit needs digit={_PREDICTION[session.numbers]}")
+    value = (digit if session.numbers else int(digit)) if show == "digit" else None
+    answer = {"rows": session.queue(show, value), "labelled": len(session.labels)}
+    return flask.jsonify(answer | ({"numbers": True} if session.numbers else {}))
+
+
+_PREDICTION = {False: "0..9", True: "a number (digits 0-9)"}
+
+
+def _is_prediction(text: str, numbers: bool) -> bool:
+    """A prediction to show the rows of: one digit, or with ``numbers`` a string of them."""
+    ascii_digits = text.isascii() and text.isdigit()
+    return ascii_digits and (numbers or len(text) == 1)
 
 
 def _file(flask, session):
@@ -88,7 +100,7 @@ def _seen(flask, session, predictor: Predictor):
         answer = predictor.predict_image(full.read_bytes())
     except UnreadableImage as exc:
         return json_error(flask, 422, str(exc))
-    probabilities = answer["probabilities"] or []
+    probabilities = answer.get("probabilities") or []
     order = sorted(range(len(probabilities)), key=lambda d: -probabilities[d])
     answer["second"] = order[1] if len(order) > 1 else None
     return flask.jsonify(answer)
@@ -97,7 +109,7 @@ def _seen(flask, session, predictor: Predictor):
 def _label(flask, session):
     body = flask.request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("path"), str):
-        return json_error(flask, 400, 'send JSON {"path": ..., "label": "0".."9" or "x"}')
+        return json_error(flask, 400, 'send JSON {"path": ..., "label": "..."} (digits or x)')
     label = body.get("label")
     if not isinstance(label, str):
         return json_error(flask, 400, "label must be a string: 0-9, x, or empty to remove")
@@ -110,4 +122,5 @@ def _label(flask, session):
         return json_error(flask, 404, str(exc))
     except (LabelError, BatchDigitsError) as exc:
         return json_error(flask, 400, str(exc))
-    return flask.jsonify({"path": path, "label": label, "labelled": labelled})
+    saved = session.labels.get(path, "")  # as saved: lower case, a number's separators out
+    return flask.jsonify({"path": path, "label": saved, "labelled": labelled})

@@ -3,8 +3,10 @@
 A :class:`ReviewSession` holds one predictions CSV, the folder its paths are relative to,
 and the labels given so far; every label is saved at once, atomically, to a ``path,label``
 CSV (``x`` = not a digit) that ``evaluate`` and ``tune`` read as they are, and that a
-later session resumes from. The Flask routes (same machinery as ``serve``) only ever
-serve files that are rows of the CSV, from inside the images folder.
+later session resumes from. With ``numbers`` (a CSV of ``predict --numbers``) the
+predictions and labels are strings of digits, leading zeros kept. The Flask routes (same
+machinery as ``serve``) only ever serve files that are rows of the CSV, from inside the
+images folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchdigits.errors import InputNotFoundError, LabelError
-from batchdigits.evaluation.labels import LABELS, read_labels, write_labels
+from batchdigits.evaluation.labels import label_of, read_labels, write_labels
 from batchdigits.imaging.files import is_safe_relative
 from batchdigits.rows import COLUMNS
 
@@ -33,6 +35,7 @@ class ReviewSession:
     labels_path: Path
     rows: list[dict] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    numbers: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _index: dict[str, dict] = field(default_factory=dict)
 
@@ -40,21 +43,25 @@ class ReviewSession:
         self._index = {r["path"]: r for r in self.rows}
 
     @classmethod
-    def open(cls, predictions, images=None, labels_path=None) -> ReviewSession:
+    def open(
+        cls, predictions, images=None, labels_path=None, numbers: bool = False
+    ) -> ReviewSession:
         predictions = Path(predictions)
         labels_path = Path(labels_path) if labels_path else labels_path_for(predictions)
-        rows = _read_rows(predictions)
+        rows = _read_rows(predictions, numbers)
         return cls(
             predictions=predictions,
             images=Path(images) if images is not None else predictions.parent,
             labels_path=labels_path,
             rows=rows,
-            labels=_earlier_labels(labels_path, {r["path"] for r in rows}),
+            labels=_earlier_labels(labels_path, {r["path"] for r in rows}, numbers),
+            numbers=numbers,
         )
 
-    def queue(self, which: str = "review", digit: int | None = None) -> list[dict]:
+    def queue(self, which: str = "review", digit: int | str | None = None) -> list[dict]:
         """Rows to look at, lowest confidence first (errors before any prediction):
-        ``review`` (flagged), ``all``, ``errors``, or ``digit`` (predicted ``digit``)."""
+        ``review`` (flagged), ``all``, ``errors``, or ``digit`` (predicted ``digit``; with
+        ``numbers``, that string of digits)."""
         keep = {
             "review": lambda r: r["needs_review"],
             "all": lambda r: True,
@@ -76,9 +83,9 @@ class ReviewSession:
         return full if full.is_relative_to(root) and full.is_file() else None
 
     def set_label(self, path: str, label: str) -> int:
-        """Save one label (``0``-``9`` or ``x``; ``""`` removes it); returns how many."""
-        if label not in LABELS and label != "":
-            raise LabelError(f"label {label!r} is not a digit 0-9 or x (not a digit)")
+        """Save one label (``0``-``9`` or ``x``; with ``numbers`` a string of digits, its
+        separators dropped, or ``x``; ``""`` removes it); returns how many."""
+        label = label_of(label, self.numbers) if label != "" else label
         if self.row(path) is None:
             raise InputNotFoundError(f"{path!r} is not a row of {self.predictions}")
         with self._lock:
@@ -90,7 +97,7 @@ class ReviewSession:
             return len(self.labels)
 
 
-def _read_rows(predictions: Path) -> list[dict]:
+def _read_rows(predictions: Path, numbers: bool) -> list[dict]:
     import pandas as pd
 
     try:
@@ -101,10 +108,15 @@ def _read_rows(predictions: Path) -> list[dict]:
         raise LabelError(f"{predictions}: not a readable CSV ({exc})") from exc
     if tuple(table.columns[: len(COLUMNS)]) != COLUMNS:
         raise LabelError(f"{predictions} is not a batchdigits predictions CSV")
+    if not numbers and (table["prediction"].str.len() > 1).any():
+        raise LabelError(
+            f"{predictions} holds numbers (written by predict --numbers): review it with "
+            "review --numbers"
+        )
     return [
         {
             "path": path,
-            "prediction": int(prediction) if prediction else None,
+            "prediction": (prediction if numbers else int(prediction)) if prediction else None,
             "confidence": float(confidence) if confidence else None,
             "needs_review": needs_review == "true",
             "error": error,
@@ -115,8 +127,8 @@ def _read_rows(predictions: Path) -> list[dict]:
     ]
 
 
-def _earlier_labels(path: Path, known: set[str]) -> dict[str, str]:
+def _earlier_labels(path: Path, known: set[str], numbers: bool) -> dict[str, str]:
     """The labels of an earlier session (rows no longer in the CSV are kept out)."""
     if not path.exists():
         return {}
-    return {p: label for p, label in read_labels(path).items() if p in known}
+    return {p: label for p, label in read_labels(path, numbers).items() if p in known}
