@@ -123,6 +123,7 @@ def serve(
             numbers=numbers,
             digits=length,
         )
+        options.check()
         run_server(options, listen, ready)
 
     run(start)
