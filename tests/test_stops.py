@@ -7,8 +7,11 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import save_digit
 from helpers import EXE
 from typer.testing import CliRunner
 
@@ -76,14 +79,34 @@ def test_the_command_line_in_a_process_leaves_it_as_it_found_it(clean_handlers, 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_during_start_up_ends_the_documented_way(tmp_path, sig, code):
     """Before TensorFlow, before Typer: the console script records the stop at once."""
+    # One image, so the run must import TensorFlow (seconds): the signal lands in start-up,
+    # sent once the console script has set its handlers (an empty folder can finish
+    # before a fixed delay ends, and the signal then meets Python's own shutdown).
+    save_digit(tmp_path / "a.png", np.full((28, 28), 255, np.uint8))
     (tmp_path / "out.csv").write_text("path,prediction,confidence,needs_review,error\n")
     proc = subprocess.Popen(
         [EXE, "predict", str(tmp_path), "-o", str(tmp_path / "out.csv")],
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.15)
+    # Python catches SIGINT from its own start; SIGTERM is the one the script adds last.
+    _wait_until_caught(proc.pid, signal.SIGTERM)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
     assert "previous output is kept" in stderr and "Traceback" not in stderr
+    assert (tmp_path / "out.csv").read_text().count("\n") == 1
+
+
+def _wait_until_caught(pid: int, sig: int, timeout: float = 30.0) -> None:
+    """Until the process has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(
+            next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16
+        )
+        if caught >> (sig - 1) & 1:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} never set a handler for signal {sig}")
