@@ -131,3 +131,29 @@ def test_a_file_with_two_other_outputs_is_refused(tmp_path):
 
 def test_a_single_network_has_no_second_opinion(model_file):
     assert Inference.open(PredictOptions(model=str(model_file))).second is None
+
+
+def test_a_cascade_gives_doubtful_rows_the_second_networks_answer(pair_file):
+    model = load_model(pair_file)
+    first, second = (np.asarray(n(_inputs(40))) for n in networks(model))
+    below = float(np.median(first.max(1)))
+    options = PredictOptions(review_threshold=0.5)
+    cascade = Inference.of(model, options, consult_below=below, second_alone=True)
+    got, asked = cascade.second.consulted(_inputs(40), first, np.ones(40, bool))
+    doubtful = first.max(1) < below
+    np.testing.assert_array_equal(asked, doubtful)
+    np.testing.assert_array_equal(got[~doubtful], first[~doubtful])
+    np.testing.assert_allclose(got[doubtful], second[doubtful], atol=1e-6)
+
+
+def test_the_card_says_when_the_file_is_a_cascade(pair_file):
+    card = json.loads(card_path(pair_file).read_text())
+    assert not ModelRef(pair_file).second_answers_alone()
+    assert not Inference.open(PredictOptions(model=str(pair_file))).second.alone
+    card["second_opinion"] = {"consulted_below": 0.8, "answers": "second"}
+    card_path(pair_file).write_text(json.dumps(card))
+    try:
+        assert Inference.open(PredictOptions(model=str(pair_file))).second.alone
+    finally:
+        card.pop("second_opinion")
+        card_path(pair_file).write_text(json.dumps(card))

@@ -242,3 +242,37 @@ def test_a_second_opinion_joins_a_model_in_one_file(tmp_path, trained_model, mni
     with pytest.raises(ModelLoadError, match="already has a second opinion"):
         train(tmp_path / "again.keras", mnist_path, TrainConfig(second_opinion_of=out))
     assert not (tmp_path / "again.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_first_look_passes_its_doubts_to_the_strong_model(tmp_path, trained_model, mnist_path):
+    from batchdigits.errors import UsageError
+    from batchdigits.model.inference import Inference
+    from batchdigits.model.network import networks
+    from batchdigits.options import PredictOptions
+
+    out = tmp_path / "cascade.keras"
+    small = {"blocks": [[8], [16]], "dense": 32, "dropout": 0.2, "block_dropout": 0.1}
+    config = TrainConfig(
+        epochs=1, batch_size=16, variants=1, architecture=small, first_look_for=trained_model
+    )
+    card = train(out, mnist_path, config)
+    strong_card = read_card(trained_model)
+    opinion = card["second_opinion"]
+    assert opinion["answers"] == "second"
+    assert opinion["consulted_below"] >= strong_card["review_threshold"]
+    assert (
+        card["review_threshold"] == opinion["review_threshold"] == strong_card["review_threshold"]
+    )
+    assert opinion["card"]["test_accuracy"] == strong_card["test_accuracy"]
+    assert card["first_network"]["architecture"]["blocks"] == [[8], [16]]
+    assert 0.0 < opinion["test_consulted_share"] <= 1.0
+    first, second = networks(load_model(out))
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32) * 255
+    np.testing.assert_allclose(second(x), load_model(trained_model)(x), atol=1e-6)
+    inference = Inference.open(PredictOptions(model=str(out)))
+    assert inference.second.alone and inference.second.below == opinion["consulted_below"]
+    with pytest.raises(UsageError, match="do not go together"):
+        both = TrainConfig(first_look_for=trained_model, second_opinion_of=trained_model)
+        train(tmp_path / "both.keras", mnist_path, both)
+    assert not (tmp_path / "both.keras").exists()

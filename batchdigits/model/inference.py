@@ -69,6 +69,7 @@ class Inference:
             name=ref.name,
             consult_below=ref.consult_below(),
             consulted_review_below=ref.consulted_review_below(options.review_threshold),
+            second_alone=ref.second_answers_alone(),
         )
 
     @classmethod
@@ -80,18 +81,21 @@ class Inference:
         name: str = "",
         consult_below: float | None = None,
         consulted_review_below: float = CONSULTED_REVIEW_BELOW,
+        second_alone: bool = False,
     ) -> Inference:
         """A model already in memory (training measures its own on the probes). A file
         with a second opinion consults it for the rows whose first confidence is under
         ``consult_below`` (default: the review threshold); a consulted row is flagged
-        for review below ``consulted_review_below`` (default: always)."""
+        for review below ``consulted_review_below`` (default: always), and takes the
+        second's answer alone with ``second_alone`` (a cascade), else the mean."""
         options = options or PredictOptions()
         if options.review_threshold is None:
             options = replace(options, review_threshold=FALLBACK_REVIEW_THRESHOLD)
         first, second = networks(keras_model)
         if second is not None:
             below = options.review_threshold if consult_below is None else consult_below
-            second = SecondOpinion(make_infer(second), second, below, consulted_review_below)
+            infer = make_infer(second)
+            second = SecondOpinion(infer, second, below, consulted_review_below, second_alone)
         name = name or "(in memory)"
         return cls(options, make_infer(first), fingerprint, name, first, second)
 
@@ -251,8 +255,9 @@ class Predicted(NamedTuple):
 @dataclass(frozen=True)
 class SecondOpinion:
     """A stronger network asked about the rows the first is not sure of (its confidence
-    under ``below``); such a row's probabilities are the mean of the two networks', and it
-    is flagged for review when their confidence is under ``review_below``.
+    under ``below``); such a row's probabilities are the mean of the two networks' (in a
+    cascade, ``alone``: the second's own), and it is flagged for review when their
+    confidence is under ``review_below``.
 
     Rows go to it :data:`SECOND_CHUNK` at a time, zero rows added, each at the place its
     index in the batch gives it (index modulo the chunk): a network's last bits can
@@ -263,6 +268,7 @@ class SecondOpinion:
     network: Any
     below: float
     review_below: float = CONSULTED_REVIEW_BELOW
+    alone: bool = False  # a cascade: a consulted row takes the second's answer alone
 
     def consulted(self, inputs, probabilities, has_digit, compiled: bool = True):
         """``(probabilities (B, 10)`` with the doubtful rows' replaced (a copy), ``consulted
@@ -285,7 +291,7 @@ class SecondOpinion:
                     chunk[place] = inputs[row]
             second = np.asarray(model(chunk))
             for place, row in placed.items():
-                out[row] = (probabilities[row] + second[place]) / 2.0
+                out[row] = second[place] if self.alone else (probabilities[row] + second[place]) / 2
             pending = later
         return out, consulted
 

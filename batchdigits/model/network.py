@@ -15,10 +15,17 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "dropout": 0.4,
     "block_dropout": 0.2,  # after the pooling of every block but the first
 }
-#: Networks ``train --architecture`` builds: the shipped first network, and a wider one
-#: (two convolutions per block; about 2.4x the compute) for a second opinion.
+#: Networks ``train --architecture`` builds: the shipped network, a wider one (two
+#: convolutions per block; about 2.4x the compute) for a second opinion, and a small one
+#: (about a sixth of the compute) for a first look that passes its doubts to a stronger.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "default": DEFAULT_ARCHITECTURE,
+    "small": {
+        "blocks": [[16], [32], [64]],
+        "dense": 128,
+        "dropout": 0.25,
+        "block_dropout": 0.1,
+    },
     "wide": {
         "blocks": [[32, 32], [64, 64], [128, 128]],
         "dense": 256,

@@ -94,6 +94,11 @@ class ModelRef:
         below = self.card.get("second_opinion", {}).get("review_threshold")
         return CONSULTED_REVIEW_BELOW if below is None else float(below)
 
+    def second_answers_alone(self) -> bool:
+        """A cascade (the card's ``second_opinion.answers`` is ``"second"``): a row the
+        first network passes on takes the second's answer alone, not the mean."""
+        return self.card.get("second_opinion", {}).get("answers") == "second"
+
     def load(self):
         """The Keras model (see :func:`load_model`, :func:`load_numbers_model`)."""
         return load_numbers_model(self.path) if self.numbers else load_model(self.path)

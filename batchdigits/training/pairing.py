@@ -8,12 +8,21 @@ from typing import Any
 import numpy as np
 
 from batchdigits.errors import ModelLoadError
-from batchdigits.model.calibrate import coverage_and_accuracy, expected_calibration_error, tradeoff
+from batchdigits.model.calibrate import (
+    choose_review_threshold,
+    coverage_and_accuracy,
+    expected_calibration_error,
+    tradeoff,
+)
 from batchdigits.model.inference import Inference
 from batchdigits.model.network import networks, paired
 from batchdigits.model.store import load_model, read_card
+from batchdigits.options import PredictOptions
 from batchdigits.training.data import Mnist
 from batchdigits.training.datasets import image_dataset
+
+#: Images per probe set in a cascade's card (as in train's).
+PROBE_IMAGES = 2000
 
 
 def first_network(path: Path | None):
@@ -59,3 +68,80 @@ def paired_with(first, second, second_card: dict[str, Any], mnist: Mnist):
             "card": second_card,
         },
     }
+
+
+def strong_network(path: Path | None):
+    """``(network, card)`` of the model a new first look passes its doubts to, or ``None``."""
+    return first_network(path)
+
+
+def cascade_with(strong, small, small_card: dict[str, Any], mnist: Mnist, seed: int):
+    """The model file's cascade: ``small`` (just trained) reads every row; the rows it is
+    not sure of go to ``strong`` (the model it was trained for), whose answer they take.
+
+    The first look's threshold is the lowest confidence at which its rows are at least as
+    accurate as the strong network's own unflagged rows, both on the validation digits
+    (clean and varied) that neither trained on. The card is the strong network's, its test
+    and probe figures measured again for the cascade (its own kept under
+    ``second_opinion.card``, the first look's under ``first_network``)."""
+    network, card = strong
+    threshold = float(card["review_threshold"])
+    inputs, labels = _validation_inputs(mnist, seed)
+    mine, theirs = (Inference.of(n).infer(inputs).numpy() for n in (small, network))
+    theirs_kept = theirs.max(1) >= threshold
+    target = float((theirs.argmax(1) == labels)[theirs_kept].mean())
+    below = max(threshold, choose_review_threshold(mine.max(1), mine.argmax(1) == labels, target))
+    pair = paired(small, network)
+    measured, consulted = _cascade_figures(pair, below, threshold, mnist)
+    return pair, {
+        **card,
+        **measured,
+        "first_network": small_card,
+        "second_opinion": {
+            "answers": "second",
+            "consulted_below": round(below, 6),
+            "review_threshold": threshold,
+            "validation_target_accuracy": round(target, 6),
+            "validation_consulted_share": round(float((mine.max(1) < below).mean()), 6),
+            "test_consulted_share": round(consulted, 6),
+            "card": {key: card[key] for key in measured if key in card},
+        },
+    }
+
+
+def _validation_inputs(mnist: Mnist, seed: int):
+    """The training run's validation digits, clean and varied, as one array."""
+    from batchdigits.training.datasets import joined, validation_parts
+    from batchdigits.training.train import split_train_validation
+
+    _, val = split_train_validation(len(mnist.x_train), seed)
+    dataset, labels = joined(validation_parts(mnist.x_train[val], mnist.y_train[val], seed))
+    return np.concatenate([x for x, _ in dataset]), labels
+
+
+def _cascade_figures(pair, below: float, threshold: float, mnist: Mnist):
+    """The cascade's test figures (as a single network's card has them) and the share of
+    test rows it passes on."""
+    from batchdigits.training.train import probe_figures
+
+    inputs = np.concatenate([x for x, _ in image_dataset(mnist.x_test, mnist.y_test, 512)])
+    inference = Inference.of(
+        pair,
+        PredictOptions(review_threshold=threshold),
+        consult_below=below,
+        consulted_review_below=threshold,
+        second_alone=True,
+    )
+    first = inference.infer(inputs).numpy()
+    probs, consulted = inference.second.consulted(inputs, first, np.ones(len(inputs), bool))
+    correct = probs.argmax(1) == mnist.y_test
+    coverage, kept_accuracy = coverage_and_accuracy(probs.max(1), correct, threshold)
+    figures = {
+        "test_accuracy": round(float(correct.mean()), 6),
+        "test_ece": round(expected_calibration_error(probs.max(1), correct), 6),
+        "test_review_coverage": round(coverage, 6),
+        "test_review_accuracy": round(kept_accuracy, 6),
+        "test_review_tradeoff": tradeoff(probs.max(1), correct),
+        **probe_figures(pair, mnist, PROBE_IMAGES, threshold, inference),
+    }
+    return figures, float(consulted.mean())

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from batchdigits.errors import UsageError
 from batchdigits.model.calibrate import (
     choose_review_threshold,
     coverage_and_accuracy,
@@ -43,7 +44,7 @@ from batchdigits.training.datasets import (
 )
 from batchdigits.training.fitting import FitPlan, compute_dtype, fit
 from batchdigits.training.negatives import NOT_A_DIGIT_CLASS, non_digits
-from batchdigits.training.pairing import first_network, paired_with
+from batchdigits.training.pairing import cascade_with, first_network, paired_with, strong_network
 from batchdigits.training.probes import hard_set, non_digit_set, scan_like_set
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
@@ -70,13 +71,14 @@ class TrainConfig:
     checkpoints: Path | None = None  # keep each epoch's state here; resume from it
     variants: int = 0  # > 0: vary each digit this many times once, draw from them per epoch
     second_opinion_of: Path | None = None  # pair the trained network with this model's
+    first_look_for: Path | None = None  # the trained network passes its doubts to this one
     non_digit_share: float = 0.0  # generated non-digits added per training digit (outlier exposure)
     probe_images: int = 2000  # per generated probe set for the card (0: skip the probes)
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
 
 
 #: TrainConfig fields that describe this machine's run, not the model
-_NOT_IN_CARD = ("checkpoints", "second_opinion_of")
+_NOT_IN_CARD = ("checkpoints", "second_opinion_of", "first_look_for")
 
 
 def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,14 +119,17 @@ def calibrate(model, val_ds, val_labels, test_ds, test_labels) -> tuple[Any, dic
     return with_temperature(model, temperature), figures
 
 
-def probe_figures(model, mnist: Mnist, n: int, threshold: float) -> dict[str, Any]:
+def probe_figures(
+    model, mnist: Mnist, n: int, threshold: float, inference: Inference | None = None
+) -> dict[str, Any]:
     """Accuracy on the scan-like and hard probe sets (made from MNIST *test* digits) and
-    the share of generated non-digits flagged for review; see :mod:`batchdigits.training.probes`."""
+    the share of generated non-digits flagged for review; see :mod:`batchdigits.training.probes`.
+    ``inference``: how the model reads (default: :meth:`Inference.of` the model)."""
     if n <= 0:
         return {}
     x, y = mnist.x_test[-n:], mnist.y_test[-n:]
     figures: dict[str, Any] = {"probe_images": int(len(x))}
-    inference = Inference.of(model)
+    inference = inference or Inference.of(model)
     for name, images in (("scan_like", scan_like_set(x, 1)), ("hard", hard_set(x, 2))):
         probs, found = inference.predict_images(images)
         figures[f"{name}_accuracy"] = round(float(np.mean((probs.argmax(1) == y) & found)), 6)
@@ -268,11 +273,16 @@ def train(
     """Load MNIST, train, save ``output`` (.keras) and its card; return the card."""
     config = config or TrainConfig()
     check_model_output(output)
+    if config.second_opinion_of is not None and config.first_look_for is not None:
+        raise UsageError("--second-opinion-of and --first-look-for do not go together")
     first = first_network(config.second_opinion_of)  # a bad one fails before training
+    strong = strong_network(config.first_look_for)
     mnist = load_mnist(data, verify=verify)
     model, card = train_model(mnist, config, reporter)
     if first is not None:
         model, card = paired_with(first, model, card, mnist)
+    if strong is not None:
+        model, card = cascade_with(strong, model, card, mnist, config.seed)
     card["model_file"] = Path(output).name
     save_model(model, output, card)
     if config.checkpoints is not None:  # the run is complete: nothing left to resume
