@@ -259,10 +259,11 @@ class SecondOpinion:
     cascade, ``alone``: the second's own), and it is flagged for review when their
     confidence is under ``review_below``.
 
-    Rows go to it :data:`SECOND_CHUNK` at a time, zero rows added, each at the place its
-    index in the batch gives it (index modulo the chunk): a network's last bits can
-    depend on where in its batch a row sits, and a row's answer must not depend on which
-    other rows were doubtful."""
+    Rows go to it :data:`SECOND_CHUNK` at a time, in their order, zero rows added: the
+    network always gets the same shape (its kernels, and so a row's last bits, can differ
+    with the batch's shape; with one shape they do not depend on a row's place or on the
+    other rows, which :mod:`tests.test_second_opinion` checks), and a batch with few
+    doubtful rows asks for one small call."""
 
     infer: Any
     network: Any
@@ -275,24 +276,15 @@ class SecondOpinion:
         (B,)`` which rows those are)``."""
         found = np.asarray(has_digit, bool)
         consulted = found & (probabilities.max(1) < self.below)
-        pending = np.flatnonzero(consulted).tolist()
+        doubtful = np.flatnonzero(consulted)
         out = probabilities.copy()
         model = self.infer if compiled else functools.partial(self.network, training=False)
-        while pending:
+        for start in range(0, len(doubtful), SECOND_CHUNK):
+            rows = doubtful[start : start + SECOND_CHUNK]
             chunk = np.zeros((SECOND_CHUNK, *inputs.shape[1:]), np.float32)
-            placed: dict[int, int] = {}  # place in the chunk -> row
-            later = []
-            for row in pending:
-                place = row % SECOND_CHUNK
-                if place in placed:
-                    later.append(row)
-                else:
-                    placed[place] = row
-                    chunk[place] = inputs[row]
-            second = np.asarray(model(chunk))
-            for place, row in placed.items():
-                out[row] = second[place] if self.alone else (probabilities[row] + second[place]) / 2
-            pending = later
+            chunk[: len(rows)] = inputs[rows]
+            second = np.asarray(model(chunk))[: len(rows)]
+            out[rows] = second if self.alone else (probabilities[rows] + second) / 2
         return out, consulted
 
 

@@ -23,6 +23,9 @@ from batchdigits.training.datasets import image_dataset
 
 #: Images per probe set in a cascade's card (as in train's).
 PROBE_IMAGES = 2000
+#: Generated non-digits the first look's threshold is chosen on, and their seed (the
+#: card's probes use seed 3).
+NON_DIGITS, NON_DIGIT_SEED = 4000, 11
 
 
 def first_network(path: Path | None):
@@ -81,7 +84,9 @@ def cascade_with(strong, small, small_card: dict[str, Any], mnist: Mnist, seed: 
 
     The first look's threshold is the lowest confidence at which its rows are at least as
     accurate as the strong network's own unflagged rows, both on the validation digits
-    (clean and varied) that neither trained on. The card is the strong network's, its test
+    (clean and varied) that neither trained on, and at which the cascade leaves no more
+    generated non-digits unflagged than the strong network alone (:func:`_non_digit_floor`;
+    other ones than the card's probes). The card is the strong network's, its test
     and probe figures measured again for the cascade (its own kept under
     ``second_opinion.card``, the first look's under ``first_network``)."""
     network, card = strong
@@ -90,7 +95,8 @@ def cascade_with(strong, small, small_card: dict[str, Any], mnist: Mnist, seed: 
     mine, theirs = (Inference.of(n).infer(inputs).numpy() for n in (small, network))
     theirs_kept = theirs.max(1) >= threshold
     target = float((theirs.argmax(1) == labels)[theirs_kept].mean())
-    below = max(threshold, choose_review_threshold(mine.max(1), mine.argmax(1) == labels, target))
+    accurate = choose_review_threshold(mine.max(1), mine.argmax(1) == labels, target)
+    below = max(threshold, accurate, _non_digit_floor(small, network, threshold))
     pair = paired(small, network)
     measured, consulted = _cascade_figures(pair, below, threshold, mnist)
     return pair, {
@@ -107,6 +113,22 @@ def cascade_with(strong, small, small_card: dict[str, Any], mnist: Mnist, seed: 
             "card": {key: card[key] for key in measured if key in card},
         },
     }
+
+
+def _non_digit_floor(small, strong, threshold: float) -> float:
+    """The lowest first-look threshold at which the cascade leaves no more of
+    :data:`NON_DIGITS` generated non-digits unflagged than ``strong`` alone does."""
+    from batchdigits.training.probes import non_digit_set
+
+    images = non_digit_set(NON_DIGITS, NON_DIGIT_SEED)
+    mine, found = Inference.of(small).predict_images(images)
+    theirs = Inference.of(strong).predict_images(images)[0].max(1)[found]
+    mine = mine.max(1)[found]
+    allowed = int((theirs >= threshold).sum())
+    for below in np.unique(np.append(mine[mine >= threshold], threshold)):
+        if ((mine >= below) | (theirs >= threshold)).sum() <= allowed:
+            return float(below)
+    return float(np.nextafter(mine.max(), np.inf))
 
 
 def _validation_inputs(mnist: Mnist, seed: int):
