@@ -75,3 +75,28 @@ def test_too_few_labels_is_exit_65(tmp_path, mnist, model_file):
     assert result.exit_code == ExitCode.DATA_ERR
     assert "too few labelled digits" in result.stderr and "at least 30" in result.stderr
     assert not (tmp_path / "t.keras").exists()
+
+
+@pytest.mark.slow
+def test_tuning_a_cascade_tunes_its_strong_network(tmp_path, mnist, mnist_path):
+    import keras
+
+    from batchdigits.model.network import build_model, networks, paired
+    from batchdigits.model.store import load_model, save_model
+
+    keras.utils.set_random_seed(1)
+    look = build_model([[4]], dense=8, dropout=0.0, block_dropout=0.0, batch_norm=False)
+    strong = build_model([[8], [16]], dense=16, dropout=0.0, block_dropout=0.0, batch_norm=False)
+    cascade = tmp_path / "cascade.keras"
+    opinion = {"answers": "second", "consulted_below": 0.99, "review_threshold": 0.9}
+    save_model(paired(look, strong), cascade, {"review_threshold": 0.9, "second_opinion": opinion})
+    root = tmp_path / "mine"
+    for i in range(40):
+        save_digit(root / str(mnist.y_test[i]) / f"{i:03d}.png", mnist.x_test[i])
+    out = tmp_path / "tuned.keras"
+    args = ["tune", str(root), "-o", str(out), "--model", str(cascade)]
+    result = runner.invoke(app, [*args, "--data", str(mnist_path), "--epochs", "1"])
+    assert result.exit_code == ExitCode.OK, result.output
+    tuned = load_model(out)
+    assert networks(tuned)[1] is None  # one network: the strong one, tuned
+    assert tuned.count_params() == strong.count_params() != look.count_params()

@@ -26,7 +26,7 @@ from batchdigits.evaluation.labels import NOT_A_DIGIT, folder_labels, read_label
 from batchdigits.imaging.files import find_images
 from batchdigits.model.inference import Inference, make_infer
 from batchdigits.model.network import networks
-from batchdigits.model.store import check_model_output, load_model, save_model
+from batchdigits.model.store import ModelRef, check_model_output, load_model, save_model
 from batchdigits.options import PredictOptions
 from batchdigits.progress import NullReporter, Reporter
 from batchdigits.rows import NO_DIGIT
@@ -183,9 +183,12 @@ def _fit(images, train, held, mnist, options: TuneOptions, reporter: Reporter):
         )
     train_ds = image_dataset(x_fit, y_fit, options.batch_size, options.seed, True)
     val_ds = image_dataset(x[held], y[held], 256)
-    # the network that reads every row learns the user's digits; a second opinion
-    # (trained on MNIST alone) is left out of the tuned model
-    model = networks(load_model(options.predict.model))[0]
+    # the network that reads every row learns the user's digits, and a second opinion
+    # (trained on MNIST alone) is left out of the tuned model; in a cascade, the strong
+    # network learns them and the tuned model is that one network
+    ref = ModelRef(options.predict.model)
+    first, second = networks(load_model(ref.path))
+    model = second if ref.second_answers_alone() else first
     steps = -(-len(x_fit) // options.batch_size)
     fit(model, train_ds, val_ds, FitPlan(options.epochs, steps, options.learning_rate), reporter)
     if mnist:
