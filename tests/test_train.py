@@ -246,17 +246,21 @@ def test_a_second_opinion_joins_a_model_in_one_file(tmp_path, trained_model, mni
 
 @pytest.mark.slow
 def test_a_first_look_passes_its_doubts_to_the_strong_model(tmp_path, trained_model, mnist_path):
+    from typer.testing import CliRunner
+
+    from batchdigits.cli.app import app
     from batchdigits.errors import UsageError
     from batchdigits.model.inference import Inference
     from batchdigits.model.network import networks
     from batchdigits.options import PredictOptions
 
     out = tmp_path / "cascade.keras"
-    small = {"blocks": [[8], [16]], "dense": 32, "dropout": 0.2, "block_dropout": 0.1}
-    config = TrainConfig(
-        epochs=1, batch_size=16, variants=1, architecture=small, first_look_for=trained_model
-    )
-    card = train(out, mnist_path, config)
+    args = ["train", "-o", str(out), "--data", str(mnist_path), "--epochs", "1"]
+    args += ["--batch-size", "16", "--variants", "1", "--architecture", "small"]
+    result = CliRunner().invoke(app, [*args, "--first-look-for", str(trained_model)])
+    assert result.exit_code == 0, result.output
+    assert f"saved {out}: test accuracy" in result.stderr
+    card = read_card(out)
     strong_card = read_card(trained_model)
     opinion = card["second_opinion"]
     assert opinion["answers"] == "second"
@@ -265,7 +269,7 @@ def test_a_first_look_passes_its_doubts_to_the_strong_model(tmp_path, trained_mo
         card["review_threshold"] == opinion["review_threshold"] == strong_card["review_threshold"]
     )
     assert opinion["card"]["test_accuracy"] == strong_card["test_accuracy"]
-    assert card["first_network"]["architecture"]["blocks"] == [[8], [16]]
+    assert card["first_network"]["architecture"]["blocks"] == [[16], [32], [64]]
     assert 0.0 < opinion["test_consulted_share"] <= 1.0
     first, second = networks(load_model(out))
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32) * 255

@@ -172,7 +172,10 @@ def train(
 
 
 def _report_trained(output: Path, card: dict) -> None:
-    trained = card.get("second_opinion", {}).get("card", card)  # the network trained now
+    opinion = card.get("second_opinion", {})
+    # the network trained now: a second opinion's, a first look's (a cascade), or the one
+    trained = card["first_network"] if opinion.get("answers") == "second" else opinion.get("card")
+    trained = trained or card
     err.print(
         f"saved {output}: test accuracy {card['test_accuracy']:.4f} on "
         f"{card['test_images']} MNIST test images, validation accuracy "
