@@ -69,3 +69,21 @@ def number_image(mnist, indices, gap: int = 6, dark_ink: bool = True) -> tuple[n
     ink = np.pad(np.concatenate(parts, 1), ((6, 6), (0, 0)))
     image = 255 - ink if dark_ink else ink
     return image.astype(np.uint8), "".join(str(int(mnist.y_test[i])) for i in indices)
+
+
+def model_probabilities(model_file, x: np.ndarray) -> np.ndarray:
+    """What a model file says for the 28x28 inputs ``x``, computed plainly: its one
+    network's probabilities, or, for a cascade, the first look's where it is sure (its
+    confidence at least the card's ``second_opinion.consulted_below``) and the strong
+    network's elsewhere."""
+    from batchdigits.model.network import networks
+    from batchdigits.model.store import load_model, read_card
+
+    first, second = networks(load_model(model_file))
+    probabilities = np.asarray(first(x, training=False))
+    if second is None:
+        return probabilities
+    opinion = read_card(model_file)["second_opinion"]
+    assert opinion["answers"] == "second", "a pair whose second answers alone: a cascade"
+    doubtful = probabilities.max(1) < opinion["consulted_below"]
+    return np.where(doubtful[:, None], np.asarray(second(x, training=False)), probabilities)

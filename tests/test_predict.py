@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import save_digit
+from helpers import model_probabilities
 from PIL import Image
 
 from batchdigits.errors import ExitCode, InputNotFoundError, OutputError
 from batchdigits.imaging.preprocess import normalize
-from batchdigits.model.store import load_model
 from batchdigits.options import PredictOptions
 from batchdigits.rows import COLUMNS
 from batchdigits.run.driver import predict_folder
@@ -51,12 +51,11 @@ def test_predictions_match_the_model_on_the_same_pixels(digit_folder, model_file
     out = tmp_path / "out.csv"
     predict_folder(root, out, PredictOptions(model=model_file, batch_size=4))
     df = read_csv(out).set_index("path")
-    model = load_model(model_file)
     pngs = sorted(p for p in labels if p.lower().endswith(".png"))
     index = {f"png/digit_{i:02d}.png": i for i in range(6)}
     index.update({f"digit_{i:02d}.PNG": i for i in range(6, 12)})
     x = np.stack([normalize(mnist.x_test[index[p]])[0] for p in pngs])
-    probs = model(x, training=False).numpy()
+    probs = model_probabilities(model_file, x)
     assert list(df.loc[pngs, "prediction"].astype(int)) == list(probs.argmax(axis=1))
     np.testing.assert_allclose(
         df.loc[pngs, "confidence"].astype(float), probs.max(axis=1), atol=2e-6

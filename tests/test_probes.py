@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from helpers import model_probabilities
 
 from batchdigits.training.probes import hard_set, non_digit_set, scan_like_set
 
@@ -22,10 +23,8 @@ def test_probe_sets_are_deterministic(mnist):
 def test_inference_of_images_matches_one_by_one(mnist, model_file):
     from batchdigits.imaging.preprocess import normalize
     from batchdigits.model.inference import Inference
-    from batchdigits.model.store import load_model
     from batchdigits.options import PredictOptions
 
-    model = load_model(model_file)
     # Digits only: on pure noise, float rounding that differs between a padded batch and
     # a single image (~1e-4) can tip pixels over the noise threshold either way.
     images = scan_like_set(mnist.x_test[:10], seed=0)
@@ -34,4 +33,4 @@ def test_inference_of_images_matches_one_by_one(mnist, model_file):
     for i, image in enumerate(images):
         x, has_ink = normalize(image)
         assert bool(has_ink) == bool(found[i])
-        np.testing.assert_allclose(model(x[None], training=False).numpy()[0], probs[i], atol=1e-5)
+        np.testing.assert_allclose(model_probabilities(model_file, x[None])[0], probs[i], atol=1e-5)

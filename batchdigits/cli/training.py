@@ -84,7 +84,7 @@ VariantsOption = Annotated[
 #: ``--architecture``'s choices (the names of ``ARCHITECTURES``, listed here so the CLI
 #: needs no TensorFlow to show its help)
 ArchitectureName = enum.Enum(
-    "ArchitectureName", {n: n for n in ("default", "wide", "small")}, type=str
+    "ArchitectureName", {n: n for n in ("default", "small", "wide")}, type=str
 )
 ArchitectureOption = Annotated[
     ArchitectureName,

@@ -239,3 +239,13 @@ def _explicit(path: str | os.PathLike, verify: bool, label: str) -> Mnist:
         raise DataNotFoundError(
             f"no MNIST data could be loaded. Tried: {tried}{label}: {exc}. {HELP}"
         ) from exc
+
+
+VALIDATION_FRACTION = 1 / 12  # 5,000 of MNIST's 60,000
+
+
+def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and validation parts of ``n`` images (seeded, disjoint)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(n * VALIDATION_FRACTION))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import io
 import string
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from batchdigits.model.inference import Inference
+from batchdigits.training.data import Mnist
 
 
 def scan_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -122,3 +126,23 @@ def hard_set(digits: np.ndarray, seed: int = 0) -> list[np.ndarray]:
 def non_digit_set(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return _arrays([non_digit(rng) for _ in range(n)])
+
+
+def probe_figures(
+    model, mnist: Mnist, n: int, threshold: float, inference: Inference | None = None
+) -> dict[str, Any]:
+    """Accuracy on the scan-like and hard probe sets (made from MNIST *test* digits) and
+    the share of generated non-digits flagged for review; see :mod:`batchdigits.training.probes`.
+    ``inference``: how the model reads (default: :meth:`Inference.of` the model)."""
+    if n <= 0:
+        return {}
+    x, y = mnist.x_test[-n:], mnist.y_test[-n:]
+    figures: dict[str, Any] = {"probe_images": int(len(x))}
+    inference = inference or Inference.of(model)
+    for name, images in (("scan_like", scan_like_set(x, 1)), ("hard", hard_set(x, 2))):
+        probs, found = inference.predict_images(images)
+        figures[f"{name}_accuracy"] = round(float(np.mean((probs.argmax(1) == y) & found)), 6)
+    probs, found = inference.predict_images(non_digit_set(max(1, n // 2), 3))
+    flagged = ~found | (probs.max(1) < threshold)
+    figures["non_digits_flagged"] = round(float(flagged.mean()), 6)
+    return figures

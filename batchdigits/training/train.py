@@ -22,7 +22,7 @@ from batchdigits.model.calibrate import (
     softmax,
     tradeoff,
 )
-from batchdigits.model.inference import Inference, compute_images_per_second
+from batchdigits.model.inference import compute_images_per_second
 from batchdigits.model.network import (
     DEFAULT_ARCHITECTURE,
     as_float32,
@@ -34,7 +34,7 @@ from batchdigits.model.network import (
 from batchdigits.model.store import check_model_output, save_model
 from batchdigits.progress import NullReporter, Reporter
 from batchdigits.runtime.lazy import keras, tf
-from batchdigits.training.data import Mnist, load_mnist
+from batchdigits.training.data import Mnist, load_mnist, split_train_validation
 from batchdigits.training.datasets import (
     copies_dataset,
     image_dataset,
@@ -45,10 +45,9 @@ from batchdigits.training.datasets import (
 from batchdigits.training.fitting import FitPlan, compute_dtype, fit
 from batchdigits.training.negatives import NOT_A_DIGIT_CLASS, non_digits
 from batchdigits.training.pairing import cascade_with, first_network, paired_with, strong_network
-from batchdigits.training.probes import hard_set, non_digit_set, scan_like_set
+from batchdigits.training.probes import probe_figures
 
 #: Share of the (possibly --limit'ed) training images held out for validation.
-VALIDATION_FRACTION = 1 / 12  # 5,000 of MNIST's 60,000
 #: Rows not flagged for review should be at least this accurate on the validation split,
 #: clean and varied digits together. (On clean MNIST alone, 99.95% was the target; the
 #: varied half holds deliberately hard inputs, and 99.8% there keeps the rows not flagged
@@ -81,13 +80,6 @@ class TrainConfig:
 _NOT_IN_CARD = ("checkpoints", "second_opinion_of", "first_look_for")
 
 
-def split_train_validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training and validation parts of ``n`` images (seeded, disjoint)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, round(n * VALIDATION_FRACTION))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def _logits(model, dataset) -> np.ndarray:
     return logits_model(model).predict(dataset.map(lambda x, y: x), verbose=0)
 
@@ -117,26 +109,6 @@ def calibrate(model, val_ds, val_labels, test_ds, test_labels) -> tuple[Any, dic
         "test_review_tradeoff": tradeoff(after.max(1), correct),
     }
     return with_temperature(model, temperature), figures
-
-
-def probe_figures(
-    model, mnist: Mnist, n: int, threshold: float, inference: Inference | None = None
-) -> dict[str, Any]:
-    """Accuracy on the scan-like and hard probe sets (made from MNIST *test* digits) and
-    the share of generated non-digits flagged for review; see :mod:`batchdigits.training.probes`.
-    ``inference``: how the model reads (default: :meth:`Inference.of` the model)."""
-    if n <= 0:
-        return {}
-    x, y = mnist.x_test[-n:], mnist.y_test[-n:]
-    figures: dict[str, Any] = {"probe_images": int(len(x))}
-    inference = inference or Inference.of(model)
-    for name, images in (("scan_like", scan_like_set(x, 1)), ("hard", hard_set(x, 2))):
-        probs, found = inference.predict_images(images)
-        figures[f"{name}_accuracy"] = round(float(np.mean((probs.argmax(1) == y) & found)), 6)
-    probs, found = inference.predict_images(non_digit_set(max(1, n // 2), 3))
-    flagged = ~found | (probs.max(1) < threshold)
-    figures["non_digits_flagged"] = round(float(flagged.mean()), 6)
-    return figures
 
 
 def train_model(
