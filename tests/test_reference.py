@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import model_probabilities
 from PIL import Image
 
 from batchdigits.imaging.preprocess import normalize
-from batchdigits.model.store import load_model
 from batchdigits.options import PredictOptions
 from batchdigits.run.driver import predict_folder
 
@@ -31,13 +31,12 @@ def test_predict_matches_a_plain_reference(tmp_path, mnist, model_file):
     rows = pd.read_csv(out, keep_default_na=False)
     assert len(rows) == 70
 
-    model = load_model(model_file)
     for _, row in rows.iterrows():
         with Image.open(root / row["path"]) as image:
             pixels = np.asarray(image.convert("L"))
         x, found = normalize(pixels)
         assert bool(found)
-        probs = model(x[None], training=False).numpy()[0]
+        probs = model_probabilities(model_file, x[None])[0]
         assert int(row["prediction"]) == int(probs.argmax()), row["path"]
         np.testing.assert_allclose(
             [row[f"p{d}"] for d in range(10)], probs, atol=2e-5, err_msg=row["path"]
