@@ -90,8 +90,8 @@ ArchitectureOption = Annotated[
     ArchitectureName,
     typer.Option(
         help="The network: 'default' (the shipped one), 'wide' (two convolutions per "
-        "block, about 2.4x the compute; for a second opinion) or 'small' (about a sixth "
-        "of the compute; a first look for a cascade).",
+        "block, about 2.4x the compute; for a second opinion) or 'small' (computes about "
+        "4x as fast; a first look for a cascade).",
     ),
 ]
 SecondOpinionOption = Annotated[

@@ -17,7 +17,7 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
 }
 #: Networks ``train --architecture`` builds: the shipped network, a wider one (two
 #: convolutions per block; about 2.4x the compute) for a second opinion, and a small one
-#: (about a sixth of the compute) for a first look that passes its doubts to a stronger.
+#: (its compute about 4x as fast) for a first look that passes its doubts to a stronger.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "default": DEFAULT_ARCHITECTURE,
     "small": {
