@@ -259,11 +259,14 @@ class SecondOpinion:
     cascade, ``alone``: the second's own), and it is flagged for review when their
     confidence is under ``review_below``.
 
-    Rows go to it :data:`SECOND_CHUNK` at a time, in their order, zero rows added: the
-    network always gets the same shape (its kernels, and so a row's last bits, can differ
-    with the batch's shape; with one shape they do not depend on a row's place or on the
-    other rows, which :mod:`tests.test_second_opinion` checks), and a batch with few
-    doubtful rows asks for one small call."""
+    Rows go to it in chunks of :data:`SECOND_CHUNK`, zero rows added, a row in the slot
+    its place in the batch gives it (that place modulo the chunk), the first row of each
+    slot in the first chunk, the second in the next, and so on. The network's kernels
+    give a chunk's last rows other last bits than the rest (measured: a row in slot 31
+    differs from the same row in slot 0), so a row keeps a slot that does not depend on
+    which other rows are doubtful, as the first network's row keeps its place in the
+    batch; :mod:`tests.test_second_opinion` checks it. A batch with few doubtful rows
+    asks for one small call."""
 
     infer: Any
     network: Any
@@ -279,13 +282,24 @@ class SecondOpinion:
         doubtful = np.flatnonzero(consulted)
         out = probabilities.copy()
         model = self.infer if compiled else functools.partial(self.network, training=False)
-        for start in range(0, len(doubtful), SECOND_CHUNK):
-            rows = doubtful[start : start + SECOND_CHUNK]
+        slots = doubtful % SECOND_CHUNK
+        for rows, at in _by_slot(doubtful, slots):
             chunk = np.zeros((SECOND_CHUNK, *inputs.shape[1:]), np.float32)
-            chunk[: len(rows)] = inputs[rows]
-            second = np.asarray(model(chunk))[: len(rows)]
+            chunk[at] = inputs[rows]
+            second = np.asarray(model(chunk))[at]
             out[rows] = second if self.alone else (probabilities[rows] + second) / 2
         return out, consulted
+
+
+def _by_slot(rows: np.ndarray, slots: np.ndarray):
+    """``(rows, their slots)`` per chunk: the k-th row of each slot in the k-th chunk."""
+    rank = np.zeros(len(rows), int)
+    seen: dict[int, int] = {}
+    for n, slot in enumerate(slots.tolist()):
+        rank[n] = seen.get(slot, 0)
+        seen[slot] = rank[n] + 1
+    for k in range(int(rank.max()) + 1 if len(rows) else 0):
+        yield rows[rank == k], slots[rank == k]
 
 
 #: Rows asked of the second opinion per call (zero rows fill the last chunk).
