@@ -302,3 +302,46 @@ def test_tune_numbers_refuses_what_it_cannot_learn_from(tmp_path, mnist):
         assert result.exit_code == 65, result.output
         assert words in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("dark_ink", [True, False])
+@pytest.mark.parametrize("side", ["left", "bottom"])
+def test_a_wide_scanner_margin_and_the_ruling_at_its_edge_leave_no_ink(mnist, dark_ink, side):
+    from batchdigits.imaging.preprocess import pad_batch
+    from batchdigits.numbers.field import field_ink
+
+    image, _ = number_image(mnist, [3, 10, 2] if side == "left" else [3, 10, 2, 5])
+    ink = 255.0 - image.astype(np.float32)  # the number's ink, 0..255
+    h, w = ink.shape
+    # the cell: room for the number, a solid margin a third of it deep, ragged along its
+    # inner side, and a one-pixel ruling all along that side
+    rng = np.random.default_rng(7)
+    if side == "left":
+        cell = np.zeros((h + 24, int((w + 12) / 0.6)), np.float32)
+        deep = int(cell.shape[1] * 0.35)
+        cell[12 : 12 + h, deep + 8 : deep + 8 + w] = ink
+        edge = deep + np.round(np.cumsum(rng.normal(0, 0.5, cell.shape[0]))).astype(int)
+        for r, e in enumerate(edge):
+            cell[r, :e] = 255.0
+        cell[:, deep + 4] = 220.0
+        band = np.zeros(cell.shape, bool)
+        band[:, : deep + 6] = True
+    else:
+        cell = np.zeros((int(h * 2.2), w + 20), np.float32)
+        deep = int(cell.shape[0] * 0.35)
+        cell[8 : 8 + h, 10 : 10 + w] = ink
+        for c in range(cell.shape[1]):
+            cell[cell.shape[0] - deep - int(rng.integers(0, 3)) :, c] = 255.0
+        cell[cell.shape[0] - deep - 5, :] = 220.0
+        band = np.zeros(cell.shape, bool)
+        band[cell.shape[0] - deep - 7 :, :] = True
+    digits = (cell > 128) & ~band
+    noise = rng.normal(0, 3, cell.shape)
+    pixels = np.clip((255.0 - cell if dark_ink else cell) * 0.8 + 20 + noise, 0, 255)
+    gray, sizes = pad_batch([prepare_pixels(pixels.astype(np.uint8))])
+    clean, has_ink = field_ink(gray, sizes)
+    clean = clean.numpy()[0, : cell.shape[0], : cell.shape[1]]
+    assert has_ink.numpy()[0]
+    left = np.argwhere(band & (clean > 0))
+    assert not len(left), left[:: max(1, len(left) // 20)]  # no margin, edge or ruling
+    assert (clean[digits] > 0.25).mean() > 0.9  # the digits stay

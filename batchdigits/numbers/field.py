@@ -7,6 +7,8 @@ preprocess.prepare`), so a long number keeps its strokes."""
 from __future__ import annotations
 
 from batchdigits.imaging.ink import (
+    _histogram,
+    _otsu,
     background,
     first_last,
     ink_is_bright,
@@ -14,7 +16,7 @@ from batchdigits.imaging.ink import (
     without_salt_and_pepper,
 )
 from batchdigits.imaging.preprocess import MIN_CONTRAST, valid_region
-from batchdigits.imaging.resample import per_image
+from batchdigits.imaging.resample import per_image, resample_grid
 from batchdigits.runtime.lazy import tf
 
 INK = 0.25  # of full ink: the pixels that make up the pieces
@@ -23,6 +25,7 @@ _DRIFT = 5  # a ruling may wander across this many rows (columns): a skewed scan
 _DIGITS_SPAN = 0.7  # a full-height line is a 1 when the rest of the ink spans this much
 _BAND_FILL = 0.9  # a margin's edge row (column) is at least this much ink ...
 _BAND_DEPTH = 0.45  # ... and it reaches at most this share into the field
+_BAND_SAMPLES = 48  # the bands' ink threshold comes from a copy this small
 
 
 def field_ink(gray, sizes):
@@ -33,28 +36,60 @@ def field_ink(gray, sizes):
     valid = valid_region(gray, h, w)
     bright = ink_is_bright(gray, h, w)
     x = t.where(per_image(bright), gray, 255.0 - gray) * t.cast(valid, t.float32)
+    x, band, before = _without_bands(x, h, w, valid)
     x = t.nn.relu(x - background(x, h, w)) * t.cast(valid, t.float32)
     x, contrast = stretch(x, h, w, valid)
     x = without_salt_and_pepper(x)
     ink = x >= INK
-    lines = _rulings(ink, h, w) | _margins(ink, h, w)
+    lines = _rulings(ink, before | (x > 0.0), band, h, w) | _margins(ink, h, w)
     grown = t.nn.max_pool2d(t.cast(lines, t.float32)[..., None], 3, 1, "SAME")[..., 0] > 0.0
     x = x * t.cast(~(lines | (grown & ~ink)), t.float32)
     return x, contrast >= MIN_CONTRAST
 
 
-def _rulings(ink, h, w):
+def _without_bands(x, h, w, valid):
+    """Scanner margins painted over with the paper's level before the paper is estimated:
+    a band a third of the field deep would otherwise pass for paper, and its ragged inner
+    edge for ink. The bands are found (:func:`_margins`) on the pixels above Otsu's
+    threshold of a small copy; the paper's level is the mean of the rest. Returns the
+    painted images, the bands and what was ink before ``(B, H, W)`` bool."""
+    t = tf()
+    small = resample_grid(x, h, w, _BAND_SAMPLES)
+    low = t.reduce_min(small, [1, 2])
+    top = t.maximum(t.reduce_max(small, [1, 2]) - low, 1e-6)
+    levels = (t.reshape(small, [t.shape(x)[0], -1]) - low[:, None]) * (255.0 / top[:, None])
+    split = low + t.cast(_otsu(_histogram(levels)), t.float32) * top / 255.0
+    coarse = (x >= per_image(split)) & valid
+    band = _margins(coarse, h, w, bridge=False)
+    band = t.nn.max_pool2d(t.cast(band, t.float32)[..., None], 3, 1, "SAME")[..., 0] > 0.0
+    paper = valid & ~coarse
+    count = t.maximum(t.reduce_sum(t.cast(paper, t.float32), [1, 2]), 1.0)
+    level = t.reduce_sum(x * t.cast(paper, t.float32), [1, 2]) / count
+    band = band & valid
+    return t.where(band, per_image(level), x), band, coarse
+
+
+def _rulings(ink, before, band, h, w):
     """Rows (columns) whose ink, :data:`_DRIFT` pixels across allowed, covers at least
-    :data:`_RULING` of the field: every such row; a column only when the rest of the ink
+    :data:`_RULING` of the field outside its scanner margins (``band``; at least half
+    the row is outside them): every such row; a column only when the rest of the ink
     is shorter than the field by :data:`_DIGITS_SPAN` (a cell's border, not a tight crop's
     1). A share, not a run, so it costs one sum per row: a row through digits covers far
-    less."""
+    less. What was ink ``before`` the field was cleaned, or is above its noise, counts
+    too: a ruling along a margin is whole there, and a faint ruling is still one."""
     t = tf()
-    f = t.cast(ink, t.float32)[..., None]
+    f = t.cast((ink | before) & ~band, t.float32)[..., None]
     across = t.nn.max_pool2d(f, (_DRIFT, 1), 1, "SAME")[..., 0]
     down = t.nn.max_pool2d(f, (1, _DRIFT), 1, "SAME")[..., 0]
-    rows = t.reduce_sum(across, 2) >= _RULING * t.cast(w, t.float32)[:, None]
-    cols = t.reduce_sum(down, 1) >= _RULING * t.cast(h, t.float32)[:, None]
+    b = t.cast(band, t.float32)
+    free_w = t.cast(w, t.float32)[:, None] - t.reduce_sum(b, 2)
+    free_h = t.cast(h, t.float32)[:, None] - t.reduce_sum(b, 1)
+    rows = (t.reduce_sum(across, 2) >= _RULING * free_w) & (
+        free_w >= 0.5 * t.cast(w, t.float32)[:, None]
+    )
+    cols = (t.reduce_sum(down, 1) >= _RULING * free_h) & (
+        free_h >= 0.5 * t.cast(h, t.float32)[:, None]
+    )
     rows, cols = rows[:, :, None] & ink, cols[:, None, :] & ink
     rest = ink & ~rows & ~cols
     top, bottom = first_last(t.reduce_any(rest, 2))
@@ -62,16 +97,17 @@ def _rulings(ink, h, w):
     return rows | (cols & per_image(span < _DIGITS_SPAN))
 
 
-def _margins(ink, h, w):
+def _margins(ink, h, w, bridge: bool = True):
     """Scanner margins, skewed and ragged along their inner side: where the row (column)
     at a field's edge is at least :data:`_BAND_FILL` ink, each column's (row's) ink that
-    runs unbroken from that edge, up to :data:`_BAND_DEPTH` of the field. ``ink (B, H,
-    W)`` bool -> bool."""
+    runs unbroken from that edge, up to :data:`_BAND_DEPTH` of the field; with
+    ``bridge``, a one-pixel gap does not break a run (the noise of a cleaned field).
+    ``ink (B, H, W)`` bool -> bool."""
     t = tf()
     out = t.zeros_like(ink)
     for axis, extent, across in ((2, w, h), (1, h, w)):
-        # a one-pixel gap of noise does not break a run along the axis
-        window = (1, 3) if axis == 2 else (3, 1)
+        reach = 3 if bridge else 1
+        window = (1, reach) if axis == 2 else (reach, 1)
         f = t.nn.max_pool2d(t.cast(ink, t.float32)[..., None], window, 1, "SAME")[..., 0]
         share = t.reduce_sum(f, 3 - axis) / t.cast(across, t.float32)[:, None]
         first = share[:, 0] >= _BAND_FILL

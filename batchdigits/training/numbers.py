@@ -142,7 +142,7 @@ def _margin(field: np.ndarray, rng: np.random.Generator, free) -> None:
     room = free[side] - 2
     if room < 3:
         return
-    depth = min(rng.uniform(0.08, 0.3) * n, room * rng.uniform(0.4, 0.9))
+    depth = min(rng.uniform(0.08, 0.4) * n, room * rng.uniform(0.4, 0.9))
     skew = np.linspace(-1, 1, along) * rng.uniform(-0.05, 0.05) * n
     wander = np.cumsum(rng.normal(0, 0.3, along))
     edge = np.minimum(depth + skew + wander - wander.mean(), room)

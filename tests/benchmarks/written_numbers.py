@@ -32,6 +32,9 @@ _GAPS = {
     "loose": (0.12, 0.45),
 }
 
+#: the share of a cell a scanner margin leaves free, at least (with room to spare)
+_ROOM = 0.55
+
 
 def _glyph(digit: np.ndarray, height: int, slant: float) -> np.ndarray:
     """The digit's ink box at ``height`` rows (aspect kept, jittered), slanted."""
@@ -121,11 +124,18 @@ def compose(
 
 def _in_a_cell(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The number's ink in a form's cell: room around it, a scanner margin along one
-    side, the cell's rulings."""
+    side, the cell's rulings. The cell is long enough across the margin that the room
+    the margin leaves holds the number: a margin covers at most 42% of the cell (with its
+    skew), and a digit under it could be read by nobody."""
     h, w = ink.shape
     grow_h, grow_w = round(h * rng.uniform(0.5, 1.0)), round(w * rng.uniform(0.1, 0.3))
-    cell = np.zeros((h + 2 * grow_h, w + 2 * grow_w))
     side = int(rng.integers(4))
+    rows, cols = h + 2 * grow_h, w + 2 * grow_w
+    if side < 2:
+        rows = max(rows, int(np.ceil((h + 4) / _ROOM)))
+    else:
+        cols = max(cols, int(np.ceil((w + 4) / _ROOM)))
+    cell = np.zeros((rows, cols))
     free = _margin(cell, rng, side)
     top, bottom, left, right = free
     y = top + max(0, (bottom - top - h) // 2)
