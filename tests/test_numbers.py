@@ -345,3 +345,17 @@ def test_a_wide_scanner_margin_and_the_ruling_at_its_edge_leave_no_ink(mnist, da
     left = np.argwhere(band & (clean > 0))
     assert not len(left), left[:: max(1, len(left) // 20)]  # no margin, edge or ruling
     assert (clean[digits] > 0.25).mean() > 0.9  # the digits stay
+
+
+def test_a_fields_inputs_do_not_depend_on_how_far_its_batch_is_padded(mnist):
+    from batchdigits.imaging.preprocess import pad_batch
+    from batchdigits.numbers.reader import sequence_inputs_fn
+
+    images = [number_image(mnist, ix)[0] for ix in ([3, 10, 2], [13, 5], [3, 7, 1, 11, 4])]
+    grays = [prepare_pixels(np.pad(image, ((0, 9 * k), (0, 0)))) for k, image in enumerate(images)]
+    inputs = sequence_inputs_fn()
+    together = inputs(*pad_batch(grays))[0].numpy()
+    for k, gray in enumerate(grays):
+        alone = inputs(*pad_batch([gray]))[0].numpy()[0]
+        np.testing.assert_array_equal(alone, together[k])
+        assert alone.max() > 0.5  # the number is there

@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 from batchdigits.cli.app import app
 
 #: kind -> (lengths, the least share read exactly). Measured on these 200 numbers of
-#: each kind: gaps 97.0%, touching 96.0%, overlapping 88.0%, separators 94.0%, loose
-#: (in a form's cell) 66.5%, gaps at 5 digits 93.5%.
+#: each kind: gaps 98.0%, touching 96.5%, overlapping 88.0%, separators 92.5%, loose
+#: (in a form's cell) 95.5%, gaps at 5 digits 94.5%.
 BOUNDS = {
-    "gaps": ((1, 8), 0.93),
+    "gaps": ((1, 8), 0.94),
     "touching": ((1, 8), 0.92),
     "overlapping": ((1, 8), 0.84),
-    "separators": ((1, 8), 0.91),
-    "loose": ((1, 8), 0.60),
-    "five": (5, 0.89),
+    "separators": ((1, 8), 0.89),
+    "loose": ((1, 8), 0.91),
+    "five": (5, 0.90),
 }
 COUNT = 200
 

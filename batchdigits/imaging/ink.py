@@ -151,10 +151,13 @@ def stretch(x, h, w, valid):
 
 
 def _neighbours(mask):
-    """How many pixels of each 3x3 neighbourhood (the pixel included) are in ``mask``."""
+    """How many pixels of each 3x3 neighbourhood (the pixel included) are in ``mask``:
+    sums of shifted copies, zeros past the edges. The counts are small whole numbers,
+    exact in any order; a one-channel convolution cost ~20x more (fields of 71x160)."""
     t = tf()
-    m = t.cast(mask, t.float32)[..., None]
-    return t.nn.conv2d(m, t.ones([3, 3, 1, 1]), 1, "SAME")[..., 0]
+    m = t.pad(t.cast(mask, t.float32), [[0, 0], [1, 1], [1, 1]])
+    rows = m[:, :-2] + m[:, 1:-1] + m[:, 2:]
+    return rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
 
 
 def without_salt_and_pepper(x):

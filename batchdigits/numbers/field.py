@@ -26,6 +26,7 @@ _DIGITS_SPAN = 0.7  # a full-height line is a 1 when the rest of the ink spans t
 _BAND_FILL = 0.9  # a margin's edge row (column) is at least this much ink ...
 _BAND_DEPTH = 0.45  # ... and it reaches at most this share into the field
 _BAND_SAMPLES = 48  # the bands' ink threshold comes from a copy this small
+_BAND_PAPER = 0.2  # ... and a band is painted only where this share of the field is paper
 
 
 def field_ink(gray, sizes):
@@ -42,8 +43,7 @@ def field_ink(gray, sizes):
     x = without_salt_and_pepper(x)
     ink = x >= INK
     lines = _rulings(ink, before | (x > 0.0), band, h, w) | _margins(ink, h, w)
-    grown = t.nn.max_pool2d(t.cast(lines, t.float32)[..., None], 3, 1, "SAME")[..., 0] > 0.0
-    x = x * t.cast(~(lines | (grown & ~ink)), t.float32)
+    x = x * t.cast(~(lines | (_dilated(lines, 3, 3) & ~ink)), t.float32)
     return x, contrast >= MIN_CONTRAST
 
 
@@ -51,7 +51,8 @@ def _without_bands(x, h, w, valid):
     """Scanner margins painted over with the paper's level before the paper is estimated:
     a band a third of the field deep would otherwise pass for paper, and its ragged inner
     edge for ink. The bands are found (:func:`_margins`) on the pixels above Otsu's
-    threshold of a small copy; the paper's level is the mean of the rest. Returns the
+    threshold of a small copy, when the field has contrast and at least
+    :data:`_BAND_PAPER` of it is below; the paper's level is the mean of those. Returns the
     painted images, the bands and what was ink before ``(B, H, W)`` bool."""
     t = tf()
     small = resample_grid(x, h, w, _BAND_SAMPLES)
@@ -60,12 +61,13 @@ def _without_bands(x, h, w, valid):
     levels = (t.reshape(small, [t.shape(x)[0], -1]) - low[:, None]) * (255.0 / top[:, None])
     split = low + t.cast(_otsu(_histogram(levels)), t.float32) * top / 255.0
     coarse = (x >= per_image(split)) & valid
-    band = _margins(coarse, h, w, bridge=False)
-    band = t.nn.max_pool2d(t.cast(band, t.float32)[..., None], 3, 1, "SAME")[..., 0] > 0.0
     paper = valid & ~coarse
-    count = t.maximum(t.reduce_sum(t.cast(paper, t.float32), [1, 2]), 1.0)
-    level = t.reduce_sum(x * t.cast(paper, t.float32), [1, 2]) / count
-    band = band & valid
+    count = t.reduce_sum(t.cast(paper, t.float32), [1, 2])
+    level = t.reduce_sum(x * t.cast(paper, t.float32), [1, 2]) / t.maximum(count, 1.0)
+    # a field of one level (blank) or with hardly any paper has no margin to paint
+    area = t.reduce_sum(t.cast(valid, t.float32), [1, 2])
+    some = (top >= MIN_CONTRAST) & (count >= _BAND_PAPER * area)
+    band = _dilated(_margins(coarse, h, w, bridge=False), 3, 3) & valid & per_image(some)
     return t.where(band, per_image(level), x), band, coarse
 
 
@@ -78,9 +80,9 @@ def _rulings(ink, before, band, h, w):
     less. What was ink ``before`` the field was cleaned, or is above its noise, counts
     too: a ruling along a margin is whole there, and a faint ruling is still one."""
     t = tf()
-    f = t.cast((ink | before) & ~band, t.float32)[..., None]
-    across = t.nn.max_pool2d(f, (_DRIFT, 1), 1, "SAME")[..., 0]
-    down = t.nn.max_pool2d(f, (1, _DRIFT), 1, "SAME")[..., 0]
+    f = (ink | before) & ~band
+    across = t.cast(_dilated(f, _DRIFT, 1), t.float32)
+    down = t.cast(_dilated(f, 1, _DRIFT), t.float32)
     b = t.cast(band, t.float32)
     free_w = t.cast(w, t.float32)[:, None] - t.reduce_sum(b, 2)
     free_h = t.cast(h, t.float32)[:, None] - t.reduce_sum(b, 1)
@@ -107,14 +109,11 @@ def _margins(ink, h, w, bridge: bool = True):
     out = t.zeros_like(ink)
     for axis, extent, across in ((2, w, h), (1, h, w)):
         reach = 3 if bridge else 1
-        window = (1, reach) if axis == 2 else (reach, 1)
-        f = t.nn.max_pool2d(t.cast(ink, t.float32)[..., None], window, 1, "SAME")[..., 0]
-        share = t.reduce_sum(f, 3 - axis) / t.cast(across, t.float32)[:, None]
+        f = _dilated(ink, 1, reach) if axis == 2 else _dilated(ink, reach, 1)
+        share = t.reduce_sum(t.cast(f, t.float32), 3 - axis) / t.cast(across, t.float32)[:, None]
         first = share[:, 0] >= _BAND_FILL
         last = t.gather(share, extent - 1, axis=1, batch_dims=1) >= _BAND_FILL
-        from_start = t.math.cumprod(f, axis) > 0.0
-        mirrored = t.reverse_sequence(f, extent, axis, 0)
-        from_end = t.reverse_sequence(t.math.cumprod(mirrored, axis), extent, axis, 0) > 0.0
+        from_start, from_end = _runs_from_edges(f, axis, extent)
         n = t.shape(ink)[axis]
         i = t.range(n)[None, :]
         depth = _BAND_DEPTH * t.cast(extent, t.float32)[:, None]
@@ -127,4 +126,42 @@ def _margins(ink, h, w, bridge: bool = True):
             from_end & near_end & per_image(last)
         )
         out = out | (band & ink)
+    return out
+
+
+def _runs_from_edges(f, axis: int, extent):
+    """``f (B, H, W)`` bool -> ``(from_start, from_end)``: the pixels in an unbroken run
+    of True from the first pixel along ``axis``, and in one that ends at each image's
+    last (``extent (B,)``). Found from the first and the last gap (two reductions; a
+    running product, mirrored for the end, cost ~10x more)."""
+    t = tf()
+    n = t.shape(f)[axis]
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    i = t.reshape(t.range(n), shape)
+    inside = i < per_image(extent)
+    first_gap = t.reduce_min(t.where(f, n, i), axis, keepdims=True)
+    last_gap = t.reduce_max(t.where(~f & inside, i, -1), axis, keepdims=True)
+    return i < first_gap, (i > last_gap) & inside
+
+
+def _dilated(mask, rows: int, cols: int):
+    """``mask (B, H, W)`` bool grown by a ``rows x cols`` maximum (odd sizes, centred):
+    what a "SAME" max-pool gives, from shifted copies (a one-channel pool cost ~10x more)."""
+    t = tf()
+    out = mask
+    for size, axis in ((rows, 1), (cols, 2)):
+        r = size // 2
+        if not r:
+            continue
+        pad = [[0, 0], [0, 0], [0, 0]]
+        pad[axis] = [r, r]
+        p = t.pad(out, pad)
+        parts = []
+        for k in range(size):
+            stop = k - 2 * r or None
+            parts.append(p[:, k:stop] if axis == 1 else p[:, :, k:stop])
+        out = parts[0]
+        for part in parts[1:]:
+            out = out | part
     return out

@@ -20,7 +20,9 @@ _INK = 0.25
 def sequence_inputs(x, h, w):
     """Clean ink ``x (B, H, W)`` 0..1 -> ``(B, HEIGHT, WIDTH, 1)``: each image's ink box
     (with a margin) scaled to :data:`HEIGHT` rows, aspect kept, left-aligned; a number
-    longer than :data:`WIDTH` columns would need is squeezed to fit."""
+    longer than :data:`WIDTH` columns would need is squeezed to fit. Sampled in each
+    image's own pixels (bilinear, nothing outside the image), so a field reads the same
+    bits however far its batch is padded."""
     t = tf()
     ink = x >= _INK
     y0, y1 = first_last(t.reduce_any(ink, 2))
@@ -30,14 +32,28 @@ def sequence_inputs(x, h, w):
     top, bottom = y0 - pad, y1 + pad
     left = x0 - pad
     span = t.maximum((bottom - top) * WIDTH / HEIGHT, x1 + pad - left)
-    H = t.cast(t.shape(x)[1] - 1, t.float32)
-    W = t.cast(t.shape(x)[2] - 1, t.float32)
-    boxes = t.stack([top / H, left / W, bottom / H, (left + span) / W], 1)
-    index = t.range(t.shape(x)[0])
-    out = t.image.crop_and_resize(
-        x[..., None], boxes, index, [HEIGHT, WIDTH], extrapolation_value=0.0
+    rows = top[:, None] + t.range(HEIGHT, dtype=t.float32)[None, :] * (
+        (bottom - top)[:, None] / (HEIGHT - 1)
     )
-    return t.clip_by_value(out, 0.0, 1.0)
+    cols = left[:, None] + t.range(WIDTH, dtype=t.float32)[None, :] * (span[:, None] / (WIDTH - 1))
+    out = _sampled(_sampled(x, rows, h, 1), cols, w, 2)
+    return t.clip_by_value(out, 0.0, 1.0)[..., None]
+
+
+def _sampled(x, pos, extent, axis: int):
+    """``x`` sampled at ``pos (B, S)`` pixels along ``axis`` (1 or 2), bilinear between
+    the two neighbours; a sample outside ``[0, extent - 1]`` reads 0."""
+    t = tf()
+    n = t.shape(x)[axis]
+    low = t.floor(pos)
+    frac = pos - low
+    low = t.cast(low, t.int32)
+    a = t.gather(x, t.clip_by_value(low, 0, n - 1), axis=axis, batch_dims=1)
+    b = t.gather(x, t.clip_by_value(low + 1, 0, n - 1), axis=axis, batch_dims=1)
+    inside = t.cast((pos >= 0.0) & (pos <= t.cast(extent - 1, t.float32)[:, None]), t.float32)
+    if axis == 1:
+        return (a * (1.0 - frac)[..., None] + b * frac[..., None]) * inside[..., None]
+    return (a * (1.0 - frac)[:, None, :] + b * frac[:, None, :]) * inside[:, None, :]
 
 
 def field_inputs(gray, sizes):

@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--data", help="MNIST folder")
     parser.add_argument("--rapidocr", metavar="PYTHON", help="a Python with rapidocr")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--model", help="a reader of numbers (default: the shipped one)")
     args = parser.parse_args()
     data = args.data or os.environ.get("BATCHDIGITS_MNIST") or REPO.parent / "shared" / "mnist"
     mnist = load_mnist(data)
@@ -122,7 +123,8 @@ def main() -> None:
             for k, v in write_set(work / "in5", "gaps", args.count, 5, mnist).items()
         }
         os.replace(work / "in5" / "gaps", work / "in" / "five")
-        seconds = run_predict(work / "in", work / "out.csv")
+        extra = ["--model", str(Path(args.model).resolve())] if args.model else []
+        seconds = run_predict(work / "in", work / "out.csv", extra=extra)
         ours = read_csv(work / "out.csv")
         total = sum(len(t) for t in sets.values())
         rate = total / seconds
