@@ -13,7 +13,7 @@ centred line alone, which is a 1.
 
 from __future__ import annotations
 
-from batchdigits.imaging.ink import first_last
+from batchdigits.imaging.ink import dilated, first_last
 from batchdigits.imaging.resample import per_image
 from batchdigits.runtime.lazy import tf
 
@@ -57,12 +57,6 @@ def _batch(v):
     return tf().transpose(v[0], [2, 0, 1])
 
 
-def _grown(mask):
-    """``mask (B, H, W)`` bool grown by one pixel (a 3x3 maximum)."""
-    t = tf()
-    return _batch(t.nn.max_pool2d(_channels(t.cast(mask, t.float32)), 3, 1, "SAME")) > 0.0
-
-
 def run_lengths(d):
     """``d (B, H, W)`` bool -> ``float32 (B, H, W)``: the length of the run of True
     along its row that each True pixel belongs to (0 elsewhere). A run is what lies
@@ -89,7 +83,7 @@ def ruled(ink, h, w):
     out = t.zeros_like(ink)
     for along, extent in ((2, w), (1, h)):
         drift = (3, 1) if along == 2 else (1, 3)
-        d = _batch(t.nn.max_pool2d(_channels(t.cast(ink, t.float32)), drift, 1, "SAME")) > 0.0
+        d = dilated(ink, *drift)
         wanted = _RULED * t.cast(extent, t.float32)
         runs = t.constant(_RUNS, t.float32)
         longest = float(_RUNS[-1])
@@ -293,10 +287,10 @@ def handwriting(x, h, w):
     ink = x >= _INK
     lines = ruled(ink, h, w) | margins(ink, h, w)
     # the lines' soft edges (fainter than the pieces) go with them
-    lines = lines | (_grown(lines) & ~ink)
+    lines = lines | (dilated(lines, 3, 3) & ~ink)
     unruled = x * t.cast(~lines, t.float32)
     labels = label_pieces(ink & ~lines)
-    s = _piece_stats(labels, unruled, h, w, _grown(lines))
+    s = _piece_stats(labels, unruled, h, w, dilated(lines, 3, 3))
     hf, wf = t.cast(h, t.float32), t.cast(w, t.float32)
     present = s["count"] > 0.0
     present = t.concat([t.zeros_like(present[:, :1]), present[:, 1:]], 1)  # 0: no piece
@@ -320,7 +314,7 @@ def handwriting(x, h, w):
     kept = (kept | (pieces == main[:, None])) & (found | found_one)[:, None]
     keep_pixel = t.gather(kept, t.cast(labels, t.int32), batch_dims=1)
     # the faint ink around the kept strokes (below the pieces' level) stays with them
-    faint = (x < _INK) & _grown(keep_pixel) & ~lines
+    faint = (x < _INK) & dilated(keep_pixel, 3, 3) & ~lines
     loose = x * t.cast(keep_pixel | faint, t.float32)
     one = ~found & ~found_one & _centred_stroke(ink & lines, hf, wf)
     # a crop whose clutter is a small share of its ink is left as it is (a tight crop:

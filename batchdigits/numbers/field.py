@@ -7,11 +7,11 @@ preprocess.prepare`), so a long number keeps its strokes."""
 from __future__ import annotations
 
 from batchdigits.imaging.ink import (
-    _histogram,
-    _otsu,
     background,
+    dilated,
     first_last,
     ink_is_bright,
+    otsu_levels,
     stretch,
     without_salt_and_pepper,
 )
@@ -43,7 +43,7 @@ def field_ink(gray, sizes):
     x = without_salt_and_pepper(x)
     ink = x >= INK
     lines = _rulings(ink, before | (x > 0.0), band, h, w) | _margins(ink, h, w)
-    x = x * t.cast(~(lines | (_dilated(lines, 3, 3) & ~ink)), t.float32)
+    x = x * t.cast(~(lines | (dilated(lines, 3, 3) & ~ink)), t.float32)
     return x, contrast >= MIN_CONTRAST
 
 
@@ -55,19 +55,15 @@ def _without_bands(x, h, w, valid):
     :data:`_BAND_PAPER` of it is below; the paper's level is the mean of those. Returns the
     painted images, the bands and what was ink before ``(B, H, W)`` bool."""
     t = tf()
-    small = resample_grid(x, h, w, _BAND_SAMPLES)
-    low = t.reduce_min(small, [1, 2])
-    top = t.maximum(t.reduce_max(small, [1, 2]) - low, 1e-6)
-    levels = (t.reshape(small, [t.shape(x)[0], -1]) - low[:, None]) * (255.0 / top[:, None])
-    split = low + t.cast(_otsu(_histogram(levels)), t.float32) * top / 255.0
-    coarse = (x >= per_image(split)) & valid
+    _, threshold, _, (low, spread) = otsu_levels(resample_grid(x, h, w, _BAND_SAMPLES))
+    coarse = ((x - low) / spread * 255.0 >= threshold) & valid
     paper = valid & ~coarse
     count = t.reduce_sum(t.cast(paper, t.float32), [1, 2])
     level = t.reduce_sum(x * t.cast(paper, t.float32), [1, 2]) / t.maximum(count, 1.0)
     # a field of one level (blank) or with hardly any paper has no margin to paint
     area = t.reduce_sum(t.cast(valid, t.float32), [1, 2])
-    some = (top >= MIN_CONTRAST) & (count >= _BAND_PAPER * area)
-    band = _dilated(_margins(coarse, h, w, bridge=False), 3, 3) & valid & per_image(some)
+    some = (spread[:, 0, 0] >= MIN_CONTRAST) & (count >= _BAND_PAPER * area)
+    band = dilated(_margins(coarse, h, w, bridge=False), 3, 3) & valid & per_image(some)
     return t.where(band, per_image(level), x), band, coarse
 
 
@@ -81,8 +77,8 @@ def _rulings(ink, before, band, h, w):
     too: a ruling along a margin is whole there, and a faint ruling is still one."""
     t = tf()
     f = (ink | before) & ~band
-    across = t.cast(_dilated(f, _DRIFT, 1), t.float32)
-    down = t.cast(_dilated(f, 1, _DRIFT), t.float32)
+    across = t.cast(dilated(f, _DRIFT, 1), t.float32)
+    down = t.cast(dilated(f, 1, _DRIFT), t.float32)
     b = t.cast(band, t.float32)
     free_w = t.cast(w, t.float32)[:, None] - t.reduce_sum(b, 2)
     free_h = t.cast(h, t.float32)[:, None] - t.reduce_sum(b, 1)
@@ -109,7 +105,7 @@ def _margins(ink, h, w, bridge: bool = True):
     out = t.zeros_like(ink)
     for axis, extent, across in ((2, w, h), (1, h, w)):
         reach = 3 if bridge else 1
-        f = _dilated(ink, 1, reach) if axis == 2 else _dilated(ink, reach, 1)
+        f = dilated(ink, 1, reach) if axis == 2 else dilated(ink, reach, 1)
         share = t.reduce_sum(t.cast(f, t.float32), 3 - axis) / t.cast(across, t.float32)[:, None]
         first = share[:, 0] >= _BAND_FILL
         last = t.gather(share, extent - 1, axis=1, batch_dims=1) >= _BAND_FILL
@@ -143,25 +139,3 @@ def _runs_from_edges(f, axis: int, extent):
     first_gap = t.reduce_min(t.where(f, n, i), axis, keepdims=True)
     last_gap = t.reduce_max(t.where(~f & inside, i, -1), axis, keepdims=True)
     return i < first_gap, (i > last_gap) & inside
-
-
-def _dilated(mask, rows: int, cols: int):
-    """``mask (B, H, W)`` bool grown by a ``rows x cols`` maximum (odd sizes, centred):
-    what a "SAME" max-pool gives, from shifted copies (a one-channel pool cost ~10x more)."""
-    t = tf()
-    out = mask
-    for size, axis in ((rows, 1), (cols, 2)):
-        r = size // 2
-        if not r:
-            continue
-        pad = [[0, 0], [0, 0], [0, 0]]
-        pad[axis] = [r, r]
-        p = t.pad(out, pad)
-        parts = []
-        for k in range(size):
-            stop = k - 2 * r or None
-            parts.append(p[:, k:stop] if axis == 1 else p[:, :, k:stop])
-        out = parts[0]
-        for part in parts[1:]:
-            out = out | part
-    return out

@@ -42,7 +42,9 @@ def sequence_inputs(x, h, w):
 
 def _sampled(x, pos, extent, axis: int):
     """``x`` sampled at ``pos (B, S)`` pixels along ``axis`` (1 or 2), bilinear between
-    the two neighbours; a sample outside ``[0, extent - 1]`` reads 0."""
+    the two neighbours; a sample outside ``[0, extent - 1]`` reads 0. Gathered, not a
+    product with :mod:`~batchdigits.imaging.resample`'s weight matrices: a product sums
+    over the padded length, and its kernels' order of summing shifts with that length."""
     t = tf()
     n = t.shape(x)[axis]
     low = t.floor(pos)
