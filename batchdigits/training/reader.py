@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from batchdigits.model.store import save_model
-from batchdigits.runtime.lazy import keras
+from batchdigits.runtime.lazy import keras, tf
 from batchdigits.training.data import load_mnist
 from batchdigits.training.numbers import (
     calibrate_reader,
@@ -28,6 +28,16 @@ from batchdigits.training.numbers import (
 
 CALIBRATION_SEED = 99
 CALIBRATION_COUNT = 3000
+WHAT = (
+    "the sequence reader of --numbers: a strided convolutional trunk and a CTC head (blank "
+    "and the ten digits) over 48 steps of a field scaled to 32x192"
+)
+CONFIDENCE = (
+    "the product of the 48 steps' largest probabilities, to the power confidence_power; "
+    "confidence_power and review_threshold fitted on {count:,} other synthetic numbers from "
+    "MNIST training digits (seed {seed}): the lowest ECE, and the lowest threshold whose "
+    "unflagged rows are 99.5% exact"
+)
 
 
 def main() -> None:
@@ -39,6 +49,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--initial", type=Path, help="start from this reader's weights")
     parser.add_argument("--data", help="MNIST folder (default: $BATCHDIGITS_MNIST, else Keras)")
+    parser.add_argument("--calibration-count", type=int, default=CALIBRATION_COUNT)
     args = parser.parse_args()
     mnist = load_mnist(args.data)
     t0 = time.time()
@@ -54,11 +65,19 @@ def main() -> None:
     seconds = round(time.time() - t0)
     model = keras().models.load_model(args.output, compile=False)
     images, texts = synthetic_numbers(
-        mnist.x_train, mnist.y_train, CALIBRATION_COUNT, CALIBRATION_SEED
+        mnist.x_train, mnist.y_train, args.calibration_count, CALIBRATION_SEED
     )
     calibration = calibrate_reader(read_probabilities(model, model_inputs_of(images)), texts)
-    card = {
+    card = _card(args, curve, seconds, model, calibration)
+    save_model(model, args.output, card)
+    print(f"saved {args.output}: {calibration}")
+
+
+def _card(args, curve, seconds: int, model, calibration: dict) -> dict:
+    """The reader's card: what it is, how it was trained, how its confidence is made."""
+    return {
         "format": "batchdigits-numbers-card/1",
+        "what": WHAT,
         "trained_on": f"{args.count:,} synthetic numbers from MNIST training digits "
         f"(seed {args.seed})"
         + (f", warm-started from {args.initial.name}" if args.initial else ""),
@@ -69,12 +88,13 @@ def main() -> None:
         "seed": args.seed,
         "learning_rate": f"{args.learning_rate:g} cosine to {args.learning_rate * 0.02:g}",
         "parameters": int(model.count_params()),
+        "confidence": CONFIDENCE.format(count=args.calibration_count, seed=CALIBRATION_SEED),
         "training_seconds": seconds,
+        "tensorflow": tf().__version__,
+        "keras": keras().__version__,
         "date": dt.date.today().isoformat(),
         **calibration,
     }
-    save_model(model, args.output, card)
-    print(f"saved {args.output}: {calibration}")
 
 
 if __name__ == "__main__":
