@@ -13,7 +13,7 @@ centred line alone, which is a 1.
 
 from __future__ import annotations
 
-from batchdigits.imaging.ink import dilated, first_last
+from batchdigits.imaging.ink import dilated, first_last, runs_from_edges
 from batchdigits.imaging.resample import per_image
 from batchdigits.runtime.lazy import tf
 
@@ -108,15 +108,10 @@ def margins(ink, h, w):
     for axis, extent, across in ((2, w, h), (1, h, w)):
         # share of ink in each column (axis 1 summed) or row (axis 2 summed)
         share = t.reduce_sum(f, 3 - axis) / t.cast(across, t.float32)[:, None]
-        full = t.cast(share >= _BAND_FILL, t.float32)
-        n = t.shape(full)[1]
-        i = t.range(n)[None, :]
-        inside = i < extent[:, None]
+        from_start, from_end = runs_from_edges((share >= _BAND_FILL)[:, None, :], 2, extent)
+        i = t.range(t.shape(share)[1])[None, :]
         depth = t.cast(_BAND_DEPTH * t.cast(extent, t.float32), t.int32)[:, None]
-        from_start = t.math.cumprod(full, 1) > 0.0
-        mirrored = t.reverse_sequence(full * t.cast(inside, t.float32), extent, 1, 0)
-        from_end = t.reverse_sequence(t.math.cumprod(mirrored, 1), extent, 1, 0) > 0.0
-        band = (from_start & (i < depth)) | (from_end & inside & (i >= extent[:, None] - depth))
+        band = (from_start[:, 0] & (i < depth)) | (from_end[:, 0] & (i >= extent[:, None] - depth))
         band = band[:, None, :] if axis == 2 else band[:, :, None]
         out = out | band
     return out

@@ -12,6 +12,7 @@ from batchdigits.imaging.ink import (
     first_last,
     ink_is_bright,
     otsu_levels,
+    runs_from_edges,
     stretch,
     without_salt_and_pepper,
 )
@@ -109,7 +110,7 @@ def _margins(ink, h, w, bridge: bool = True):
         share = t.reduce_sum(t.cast(f, t.float32), 3 - axis) / t.cast(across, t.float32)[:, None]
         first = share[:, 0] >= _BAND_FILL
         last = t.gather(share, extent - 1, axis=1, batch_dims=1) >= _BAND_FILL
-        from_start, from_end = _runs_from_edges(f, axis, extent)
+        from_start, from_end = runs_from_edges(f, axis, extent)
         n = t.shape(ink)[axis]
         i = t.range(n)[None, :]
         depth = _BAND_DEPTH * t.cast(extent, t.float32)[:, None]
@@ -123,19 +124,3 @@ def _margins(ink, h, w, bridge: bool = True):
         )
         out = out | (band & ink)
     return out
-
-
-def _runs_from_edges(f, axis: int, extent):
-    """``f (B, H, W)`` bool -> ``(from_start, from_end)``: the pixels in an unbroken run
-    of True from the first pixel along ``axis``, and in one that ends at each image's
-    last (``extent (B,)``). Found from the first and the last gap (two reductions; a
-    running product, mirrored for the end, cost ~10x more)."""
-    t = tf()
-    n = t.shape(f)[axis]
-    shape = [1, 1, 1]
-    shape[axis] = -1
-    i = t.reshape(t.range(n), shape)
-    inside = i < per_image(extent)
-    first_gap = t.reduce_min(t.where(f, n, i), axis, keepdims=True)
-    last_gap = t.reduce_max(t.where(~f & inside, i, -1), axis, keepdims=True)
-    return i < first_gap, (i > last_gap) & inside
