@@ -211,3 +211,27 @@ def test_loose_fields_normalise_to_the_digit_alone(mnist, dark):
     assert rows[-1] - rows[0] >= 15 and cols[-1] - cols[0] >= 8
     empty, found = normalize(empty_field(None, np.random.default_rng(1), dark))
     assert not found and not empty.any()
+
+
+def test_runs_from_the_edges_stop_at_the_first_gap_and_at_each_images_own_end():
+    from batchdigits.imaging.ink import runs_from_edges
+
+    rows = np.array(
+        [
+            [1, 1, 0, 1, 1, 1, 0, 0],  # extent 6: runs 0-1 from the start, 3-5 to its end
+            [1, 1, 1, 1, 1, 1, 1, 1],  # all ink: both runs cover the whole extent
+            [0, 1, 1, 0, 1, 0, 1, 1],  # extent 5: its end (index 4) is ink, 5-7 are padding
+        ],
+        bool,
+    )[:, None, :]
+    start, end = runs_from_edges(tf.constant(rows), 2, tf.constant([6, 8, 5]))
+    assert start.numpy()[:, 0].astype(int).tolist() == [
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 1, 1, 1, 1, 1],
+        [0, 0, 0, 0, 0, 0, 0, 0],
+    ]
+    assert end.numpy()[:, 0].astype(int).tolist() == [
+        [0, 0, 0, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 1, 1, 1],
+        [0, 0, 0, 0, 1, 0, 0, 0],
+    ]
