@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 from batchdigits.model.store import save_model
+from batchdigits.numbers.sequence import HEIGHT, STEPS, WIDTH
 from batchdigits.runtime.lazy import keras, tf
 from batchdigits.training.data import load_mnist
 from batchdigits.training.numbers import (
+    UNFLAGGED_EXACT,
     calibrate_reader,
     model_inputs_of,
     read_probabilities,
@@ -30,13 +32,13 @@ CALIBRATION_SEED = 99
 CALIBRATION_COUNT = 3000
 WHAT = (
     "the sequence reader of --numbers: a strided convolutional trunk and a CTC head (blank "
-    "and the ten digits) over 48 steps of a field scaled to 32x192"
+    f"and the ten digits) over {STEPS} steps of a field scaled to {HEIGHT}x{WIDTH}"
 )
 CONFIDENCE = (
-    "the product of the 48 steps' largest probabilities, to the power confidence_power; "
-    "confidence_power and review_threshold fitted on {count:,} other synthetic numbers from "
-    "MNIST training digits (seed {seed}): the lowest ECE, and the lowest threshold whose "
-    "unflagged rows are 99.5% exact"
+    f"the product of the {STEPS} steps' largest probabilities, to the power "
+    "confidence_power; confidence_power and review_threshold fitted on {count:,} other "
+    "synthetic numbers from MNIST training digits (seed {seed}): the lowest ECE, and the "
+    f"lowest threshold whose unflagged rows are {UNFLAGGED_EXACT:.1%} exact"
 )
 
 
