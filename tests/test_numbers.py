@@ -14,6 +14,7 @@ from batchdigits.errors import UsageError
 from batchdigits.model.inference import Inference, prepare_pixels
 from batchdigits.numbers.reader import NOTHING, best_path, read_fields
 from batchdigits.numbers.segment import Primitive, pieces, primitives
+from batchdigits.numbers.sequence import best_of_length, greedy
 from batchdigits.options import PredictOptions, parse_digits
 
 runner = CliRunner()
@@ -129,6 +130,49 @@ def _folder(tmp_path, mnist):
     return root, labels
 
 
+def test_the_best_reading_of_a_length_is_the_most_probable_path_of_that_length():
+    # steps: "1", blank, "1", "2": the best path reads 112; of 2 digits, 12 (the first
+    # step's 1 merged into the second 1 by reading the blank as a 1)
+    p = np.full((4, 11), 0.01, np.float32)
+    p[0, 2], p[1, 0], p[1, 2], p[2, 2], p[3, 3] = 0.9, 0.6, 0.3, 0.9, 0.9
+    assert greedy(p[None])[0][0] == "112"
+    digits, confidence, each = best_of_length(p, (2, 2))
+    assert digits == "12" and len(each) == 2
+    assert confidence == pytest.approx(0.9 * 0.3 * 0.9 * 0.9, rel=1e-6)
+    assert best_of_length(p, (3, 3)) == greedy(p[None])[0]  # the best path is allowed
+    assert best_of_length(p, (5, 8)) is None  # 4 steps hold at most 4 digits
+    four = best_of_length(p, (4, 4))[0]  # every step a digit, the second not a 1
+    assert len(four) == 4 and four[0] == "1" and four[1] != "1" and four[2:] == "12"
+
+
+def test_the_best_reading_of_a_length_matches_an_exhaustive_search():
+    from itertools import product
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        steps, symbols = int(rng.integers(1, 6)), int(rng.integers(2, 5))
+        p = rng.dirichlet(np.full(symbols, 0.5), size=steps).astype(np.float32)
+        fewest = int(rng.integers(1, 4))
+        lengths = (fewest, fewest + int(rng.integers(0, 2)))
+        readings = [
+            greedy(np.eye(symbols, dtype=np.float32)[list(path)][None])[0][0]
+            for path in product(range(symbols), repeat=steps)
+        ]
+        scores = [
+            float(np.prod(p[np.arange(steps), list(path)], dtype=np.float64))
+            for path in product(range(symbols), repeat=steps)
+        ]
+        allowed = [
+            s for r, s in zip(readings, scores, strict=True) if lengths[0] <= len(r) <= lengths[1]
+        ]
+        got = best_of_length(p, lengths)
+        if not allowed:
+            assert got is None
+        else:
+            assert got[1] == pytest.approx(max(allowed), rel=1e-9)
+            assert lengths[0] <= len(got[0]) <= lengths[1]
+
+
 def test_predict_numbers_writes_strings_with_their_digits_confidences(tmp_path, mnist):
     root, labels = _folder(tmp_path, mnist)
     out = tmp_path / "out.csv"
@@ -151,14 +195,20 @@ def test_predict_numbers_writes_strings_with_their_digits_confidences(tmp_path, 
         assert len(each) == len(rows.loc[path, "prediction"])
     assert rows.loc["broken.png", "error"] and rows.loc["broken.png", "digit_confidences"] == ""
     assert sum(rows.loc[p, "prediction"] == t for p, t in labels.items()) >= 2
-    # --digits: a reading of another length is flagged with confidence 0
+    # --digits: the best reading of 3 digits; the 2- and 5-digit numbers forced to 3
+    # are unlikely readings, flagged; the 3-digit one reads as without --digits
+    before = rows["prediction"]
     result = runner.invoke(app, [*args[:-1], "--digits", "3", "-q"])
     assert result.exit_code == 3, result.output
     table = pd.read_csv(out, dtype={"prediction": str}, keep_default_na=False)
-    for _, row in table[table["prediction"] != ""].iterrows():
-        if len(row["prediction"]) != 3:
-            assert float(row["confidence"]) == 0.0 and row["needs_review"] in (True, "true")
-    assert (table["prediction"].str.len() != 3).sum() >= 1  # the 2- and 5-digit numbers
+    forced = table.set_index("path")
+    for path, label in labels.items():
+        assert len(forced.loc[path, "prediction"]) == 3
+        if len(label) != 3:
+            assert float(forced.loc[path, "confidence"]) < 0.5
+            assert forced.loc[path, "needs_review"] in (True, "true")
+        elif len(before[path]) == 3:
+            assert forced.loc[path, "prediction"] == before[path]
 
 
 def test_bad_digits_options_exit_2(tmp_path, mnist):

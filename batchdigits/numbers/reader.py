@@ -15,7 +15,7 @@ from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
-from batchdigits.numbers.sequence import field_inputs, greedy
+from batchdigits.numbers.sequence import best_of_length, field_inputs, greedy
 from batchdigits.runtime.lazy import tf
 
 #: Lengths read when the user does not give one.
@@ -58,23 +58,32 @@ def read_sequences(
 ) -> tuple[list[NumberReading], np.ndarray]:
     """The shipped reader of numbers: a padded batch of gray working images with their
     ``sizes`` -> readings by the sequence model (``reader``: the model and its confidence
-    power), and the model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1). A reading whose
-    length ``lengths`` does not allow keeps its digits, with confidence 0 (flagged for
-    review)."""
+    power), and the model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1). Where the best
+    reading's length is not one ``lengths`` allows, the most probable reading of an allowed
+    length takes its place (:func:`_of_length`)."""
     model, power = reader
     t = tf()
     inputs, has_ink = sequence_inputs_fn()(gray, sizes)
     probabilities = t.nn.softmax(model(inputs, training=False)).numpy()
     out = []
-    for (digits, confidence, each), ink in zip(
-        greedy(probabilities, power), has_ink.numpy(), strict=True
+    for row, reading, ink in zip(
+        probabilities, greedy(probabilities, power), has_ink.numpy(), strict=True
     ):
-        if not digits or not ink:
+        if not reading[0] or not ink:
             out.append(NOTHING)
             continue
-        allowed = lengths[0] <= len(digits) <= lengths[1]
-        out.append(NumberReading(digits, confidence if allowed else 0.0, each))
+        out.append(NumberReading(*_of_length(row, reading, lengths, power)))
     return out, inputs.numpy()
+
+
+def _of_length(probabilities, reading, lengths, power):
+    """The best path's ``reading`` if its length is allowed, else the best path of an
+    allowed length (:func:`~batchdigits.numbers.sequence.best_of_length`), else the best
+    path's digits with confidence 0."""
+    digits, _, each = reading
+    if lengths[0] <= len(digits) <= lengths[1]:
+        return reading
+    return best_of_length(probabilities, lengths, power) or (digits, 0.0, each)
 
 
 def read_batch(inference, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:

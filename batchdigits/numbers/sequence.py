@@ -94,19 +94,87 @@ def greedy(probabilities: np.ndarray, power: float = 1.0) -> list[tuple[str, flo
     """``(B, STEPS, 11)`` probabilities -> per row the best path's digits (repeats merged,
     blanks dropped), its confidence (the product of its steps' maxima, to ``power``: the
     card's calibration), and each digit's (the largest of its steps)."""
-    best = probabilities.argmax(2)
-    top = probabilities.max(2)
-    out = []
-    for row, p in zip(best, top, strict=True):
-        digits, each = [], []
-        previous = 0
-        for c, q in zip(row.tolist(), p.tolist(), strict=True):
-            if c != 0 and c != previous:
-                digits.append(str(c - 1))
-                each.append(q)
-            elif c != 0 and each:
-                each[-1] = max(each[-1], q)
-            previous = c
-        whole = float(np.prod(p, dtype=np.float64)) ** power
-        out.append(("".join(digits), whole, tuple(each)))
-    return out
+    return [
+        _collapsed(path.tolist(), row, power)
+        for path, row in zip(probabilities.argmax(2), probabilities, strict=True)
+    ]
+
+
+def best_of_length(probabilities: np.ndarray, lengths: tuple[int, int], power: float = 1.0):
+    """One row's ``(STEPS, 11)`` probabilities -> the most probable path whose digits
+    (repeats merged, blanks dropped) number ``lengths`` ``(fewest, most)``, as
+    :func:`greedy` gives it: ``(digits, confidence, each digit's)``, the confidence the
+    product of the path's own steps' probabilities to ``power``; ``None`` when no path
+    has such a length. Where the best path of all has an allowed length, it is that one.
+
+    A Viterbi search over (digits so far, the symbol of the step before): a blank keeps
+    the count, the previous digit again merges with it, any other digit adds one."""
+    steps, symbols = probabilities.shape
+    most = min(lengths[1], steps)
+    logp = np.log(np.maximum(probabilities.astype(np.float64), 1e-300))
+    score = np.full((most + 1, symbols), -np.inf)
+    score[0, 0] = 0.0  # nothing read yet, as if after a blank
+    back = np.zeros((steps, most + 1, symbols, 2), np.int64)
+    for t in range(steps):
+        score, back[t] = _step(score, logp[t])
+    k, s = _best_end(score, lengths[0])
+    if k is None:
+        return None
+    path = []
+    for t in range(steps - 1, -1, -1):
+        path.append(s)
+        k, s = back[t, k, s]
+    return _collapsed(path[::-1], probabilities, power)
+
+
+def _step(score: np.ndarray, logp: np.ndarray):
+    """One step of :func:`best_of_length`: the new scores ``(counts, symbols)`` and, per
+    new state, the state it came from ``(counts, symbols, 2)``."""
+    counts, symbols = score.shape
+    k = np.arange(counts)[:, None]
+    order = np.argsort(-score, axis=1, kind="stable")
+    first, second = order[:, 0], order[:, 1]  # the best previous symbol, and the next best
+    # A blank keeps the count, after the best previous symbol.
+    new = np.empty_like(score)
+    came = np.empty((counts, symbols), np.int64)
+    new[:, 0] = score[k[:, 0], first] + logp[0]
+    came[:, 0] = first
+    # The same digit again is merged: the count stays.
+    new[:, 1:] = score[:, 1:] + logp[1:]
+    came[:, 1:] = np.arange(1, symbols)
+    counts_from = np.repeat(k, symbols, axis=1)
+    # A new digit: one more, after the best previous symbol that is not this digit.
+    digit = np.arange(1, symbols)[None, :]
+    previous = np.where(first[:-1, None] == digit, second[:-1, None], first[:-1, None])
+    added = np.take_along_axis(score[:-1], previous, axis=1) + logp[1:]
+    better = added > new[1:, 1:]
+    new[1:, 1:] = np.where(better, added, new[1:, 1:])
+    came[1:, 1:] = np.where(better, previous, came[1:, 1:])
+    counts_from[1:, 1:] = np.where(better, k[:-1], counts_from[1:, 1:])
+    return new, np.stack([counts_from, came], axis=-1)
+
+
+def _best_end(score: np.ndarray, fewest: int):
+    """The best final state with at least ``fewest`` digits: ``(count, symbol)``, or
+    ``(None, None)`` when none is reachable."""
+    allowed = score.copy()
+    allowed[:fewest] = -np.inf
+    k, s = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
+    return (None, None) if not np.isfinite(allowed[k, s]) else (int(k), int(s))
+
+
+def _collapsed(path: list[int], probabilities: np.ndarray, power: float):
+    """A path of symbols -> ``(digits, confidence, each digit's)`` as :func:`greedy`
+    makes them from its own path."""
+    digits, each = [], []
+    previous = 0
+    chosen = probabilities[np.arange(len(path)), path]
+    for c, q in zip(path, chosen.tolist(), strict=True):
+        if c != 0 and c != previous:
+            digits.append(str(c - 1))
+            each.append(q)
+        elif c != 0 and each:
+            each[-1] = max(each[-1], q)
+        previous = c
+    whole = float(np.prod(chosen, dtype=np.float64)) ** power
+    return "".join(digits), whole, tuple(each)
