@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from batchdigits.cli import app
 from batchdigits.errors import UsageError
-from batchdigits.model.inference import Inference, prepare_pixels
+from batchdigits.imaging.one_file import prepare_pixels
+from batchdigits.model.inference import Inference
 from batchdigits.numbers.reader import NOTHING, best_path, read_fields
 from batchdigits.numbers.segment import Primitive, pieces, primitives
 from batchdigits.numbers.sequence import best_of_length, greedy

@@ -10,6 +10,7 @@ from helpers import model_probabilities
 from PIL import Image
 
 from batchdigits.errors import ExitCode, InputNotFoundError, OutputError
+from batchdigits.imaging.one_file import prepare_pixels
 from batchdigits.imaging.preprocess import normalize
 from batchdigits.options import PredictOptions
 from batchdigits.rows import COLUMNS
@@ -227,3 +228,57 @@ def test_eager_small_runs_write_the_same_csv_as_compiled_ones(
     predict_folder(root, compiled, options)
     assert eager.read_bytes() == compiled.read_bytes()
     assert len(read_csv(eager)) == 41
+
+
+def test_the_next_batch_is_normalised_in_another_thread_while_the_model_reads_this_one(
+    tmp_path, mnist, model_file, monkeypatch
+):
+    """With the compiled functions, one worker thread normalises batch k+1 (``begin``)
+    before the main thread runs the model on batch k (``finish``); the rows are those of
+    the serial path, in order; a failure in the worker reaches the caller."""
+    import threading
+
+    import batchdigits.model.inference as inference
+    from batchdigits.imaging.files import find_images
+
+    for i in range(40):
+        save_digit(tmp_path / "in" / f"{i:02d}.png", mnist.x_test[i])
+    monkeypatch.setattr(inference, "EAGER_IMAGES", 0)
+    model = inference.Inference.open(PredictOptions(model=model_file, batch_size=8))
+    events, begin, finish = [], inference.Inference.begin, inference.Inference.finish
+    second_begun = threading.Event()
+
+    def recording_begin(self, gray, sizes, compiled=True):
+        events.append(("begin", threading.current_thread().name, compiled))
+        if len(events) > 1:
+            second_begun.set()
+        return begin(self, gray, sizes, compiled)
+
+    def recording_finish(self, begun, compiled=True):
+        # the model's first batch waits for the second batch's normalisation to start:
+        # it can only if that runs on another thread, submitted before this call
+        events.append(("finish", threading.current_thread().name, second_begun.wait(30)))
+        return finish(self, begun, compiled)
+
+    monkeypatch.setattr(inference.Inference, "begin", recording_begin)
+    monkeypatch.setattr(inference.Inference, "finish", recording_finish)
+    listing = find_images(tmp_path / "in")
+    rows = [row for batch in model.rows(listing) for row in batch]
+
+    assert [e[0] for e in events[:3]] == ["begin", "begin", "finish"]  # finish waited
+    assert [e[0] for e in events].count("finish") == 5 and all(e[2] for e in events)
+    assert {e[1] for e in events if e[0] == "begin"} == {"batchdigits-normalise_0"}
+    assert {e[1] for e in events if e[0] == "finish"} == {threading.current_thread().name}
+    serial = model.rows_of_prepared(
+        [r.path for r in rows], [prepare_pixels(mnist.x_test[i]) for i in range(40)]
+    )
+    assert [(r.path, r.prediction, r.confidence) for r in rows] == [
+        (r.path, r.prediction, r.confidence) for r in serial
+    ]
+
+    def failing_begin(self, gray, sizes, compiled=True):
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(inference.Inference, "begin", failing_begin)
+    with pytest.raises(OSError, match="the disk went away"):
+        list(model.rows(listing))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from batchdigits.errors import ModelLoadError
-from batchdigits.model.inference import SECOND_CHUNK, Inference, prepare_pixels
+from batchdigits.imaging.one_file import prepare_pixels
+from batchdigits.model.inference import SECOND_CHUNK, Inference
 from batchdigits.model.network import build_model, networks, paired
 from batchdigits.model.store import ModelRef, card_path, load_model, save_model
 from batchdigits.options import PredictOptions

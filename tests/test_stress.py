@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from variants import DEFAULT_TARGET, SEED_ORDER, TARGETS, VARIANTS, variant_set
 
-from batchdigits.model.inference import Inference, prepare_pixels
+from batchdigits.imaging.one_file import prepare_pixels
+from batchdigits.model.inference import Inference
 from batchdigits.options import PredictOptions
 from batchdigits.run.driver import predict_folder
 

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from batchdigits.imaging.decode import (
-    UnreadableImage,
-    decode_tf,
-    read_bytes_with_pillow,
-    read_with_pillow,
-)
+from batchdigits.imaging.decode import UnreadableImage, read_with_pillow
 from batchdigits.imaging.files import Listing
-from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch, prepare
+from batchdigits.imaging.one_file import prepare_pixels
+from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
-from batchdigits.numbers.reader import NumberReading, read_sequences
+from batchdigits.numbers.reader import NumberReading, read_cleaned, sequence_inputs_fn
 from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import NO_DIGIT, Row, make_row
 from batchdigits.runtime.lazy import tf
@@ -113,12 +110,26 @@ class Inference:
         ``compiled=False`` runs the same code eagerly, op by op: slower per batch, but
         without the ~1.5 s of tracing the normalisation's graph costs once per process,
         so a run of a few batches finishes sooner. Both give the same bits."""
+        return self.finish(self.begin(gray, sizes, compiled), compiled)
+
+    def begin(self, gray, sizes, compiled: bool = True):
+        """The first half of :meth:`infer_batch`: the normalisation (with ``numbers``, the
+        fields' cleaning), as tensors. :meth:`rows` runs it for the next batch while the
+        model reads this one."""
+        t = tf()
+        gray, sizes = t.convert_to_tensor(gray), t.convert_to_tensor(sizes)
         if self.options.numbers:
-            readings, inputs = read_sequences(self.numbers, gray, sizes, self.options.lengths)
+            return sequence_inputs_fn()(gray, sizes)
+        return (_normalize() if compiled else normalize_batch)(gray, sizes)
+
+    def finish(self, begun, compiled: bool = True) -> Predicted | Readings:
+        """The second half of :meth:`infer_batch`: :meth:`begin`'s tensors through the
+        model, to numpy."""
+        if self.options.numbers:
+            readings, inputs = read_cleaned(self.numbers, *begun, self.options.lengths)
             return Readings(readings, self.threshold, inputs)
         t = tf()
-        normalize = _normalize() if compiled else normalize_batch
-        inputs, has_digit = normalize(t.convert_to_tensor(gray), t.convert_to_tensor(sizes))
+        inputs, has_digit = begun
         n = int(inputs.shape[0])
         padded = t.pad(inputs, [[0, max(self.options.batch_size - n, 0)], [0, 0], [0, 0], [0, 0]])
         model = self.infer if compiled else functools.partial(self.network, training=False)
@@ -133,8 +144,9 @@ class Inference:
         return Predicted(inputs, probabilities, has_digit, review_below)
 
     def predict_prepared(self, grays: Sequence[np.ndarray]) -> Predicted | Readings:
-        """Gray working images (:func:`prepare_bytes`) -> numpy :class:`Predicted` (with
-        ``numbers``: :class:`Readings`), ``batch_size`` images per model call."""
+        """Gray working images (:func:`~batchdigits.imaging.one_file.prepare_bytes`) ->
+        numpy :class:`Predicted` (with ``numbers``: :class:`Readings`), ``batch_size``
+        images per model call."""
         size = self.options.batch_size
         parts = [
             self.infer_batch(*pad_batch(grays[start : start + size]))
@@ -181,20 +193,37 @@ class Inference:
             yield self._read_alone(listing, full, done, len(full), keep_inputs)
 
     def _results(self, batches, compiled: bool) -> Iterator[tuple]:
-        """Each batch of the pipeline through the model. A signal meanwhile is recorded
-        and raised between batches (:func:`~batchdigits.stops.stops_deferred`), never
-        inside TensorFlow."""
+        """Each batch of the pipeline through the model, in order. One thread takes the
+        next batch from the pipeline and normalises it (:meth:`begin`) while this one runs
+        the model on the batch before (:meth:`finish`) and the caller makes its rows: the
+        two halves of :meth:`infer_batch`, the same functions on the same tensors, so the
+        same bits. A signal meanwhile is recorded and raised between batches
+        (:func:`~batchdigits.stops.stops_deferred`), never inside TensorFlow; the batch
+        being normalised then is finished, not cut."""
         batches = iter(batches)
-        while True:
-            with stops_deferred():
-                batch = next(batches, None)
-                if batch is not None:
-                    indices, gray, sizes = batch
-                    result = (indices, self.infer_batch(gray, sizes, compiled))
-            check_stop()
+
+        def ahead():
+            batch = next(batches, None)
             if batch is None:
-                return
-            yield result
+                return None
+            indices, gray, sizes = batch
+            return indices, self.begin(gray, sizes, compiled)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="batchdigits-normalise") as pool:
+            # Numbers stay in turn: their cleaning ahead held 80 MiB more, for no clear gain.
+            submit = _now if self.options.numbers else pool.submit
+            with stops_deferred():
+                pending = submit(ahead)
+            while True:
+                with stops_deferred():
+                    begun = pending.result()
+                    if begun is not None:
+                        pending = submit(ahead)
+                        result = (begun[0], self.finish(begun[1], compiled))
+                check_stop()
+                if begun is None:
+                    return
+                yield result
 
     def _read_alone(self, listing, full, first: int, stop: int, keep_inputs: bool) -> list[Row]:
         """Rows for the files the pipeline dropped: Pillow's reading, or an error row."""
@@ -291,6 +320,13 @@ class SecondOpinion:
         return out, consulted
 
 
+def _now(work) -> Future:
+    """``work()`` run here and now, as a finished future."""
+    done = Future()
+    done.set_result(work())
+    return done
+
+
 def _by_slot(rows: np.ndarray, slots: np.ndarray):
     """``(rows, their slots)`` per chunk: the k-th row of each slot in the k-th chunk."""
     rank = np.zeros(len(rows), int)
@@ -335,57 +371,8 @@ def compute_images_per_second(model, batch_size: int = 4096, repeats: int = 7) -
     return batch_size / statistics.median(times)
 
 
-# --------------------------------------------------------------------------- one file at a time
-# The pipeline's decode and per-image step, for front ends that get files one by one (the
-# Beam engine, the web page): a file's bytes -> its gray working image.
-
-
-@functools.lru_cache(maxsize=4)
-def _decode_prepare(max_pixels: int):
-    t = tf()
-
-    @t.function(input_signature=[t.TensorSpec([], t.string)], autograph=False)
-    def run(contents):
-        return prepare(decode_tf(contents, max_pixels))
-
-    return run
-
-
-@functools.lru_cache(maxsize=1)
-def _prepare_pixels():
-    t = tf()
-
-    @t.function(input_signature=[t.TensorSpec([None, None, None], t.uint8)], autograph=False)
-    def run(pixels):
-        return prepare(pixels)
-
-    return run
-
-
 @functools.lru_cache(maxsize=1)
 def _normalize():
     t = tf()
     specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
     return t.function(normalize_batch, input_signature=specs, autograph=False)
-
-
-def prepare_bytes(data: bytes, max_pixels: int) -> np.ndarray:
-    """One file's contents -> its gray working image ``float32 (h, w)`` (``prepare``),
-    decoded by the pipeline's TensorFlow decoder or, where that refuses, by Pillow, as in
-    the local engine. Raises :class:`~batchdigits.imaging.decode.UnreadableImage` with the CSV's
-    error text."""
-    t = tf()
-    try:
-        return _decode_prepare(max_pixels)(t.constant(data)).numpy()
-    # Refused or failed by the fast path: Pillow decides. (Some TensorFlow errors quote the
-    # file's bytes, and then building the error message fails to decode them as UTF-8.)
-    except (t.errors.OpError, UnicodeDecodeError):
-        return prepare_pixels(read_bytes_with_pillow(data, max_pixels))
-
-
-def prepare_pixels(pixels: np.ndarray) -> np.ndarray:
-    """Decoded pixels ``uint8 (H, W)`` or ``(H, W, C)`` -> the gray working image."""
-    t = tf()
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    return _prepare_pixels()(t.constant(pixels)).numpy()

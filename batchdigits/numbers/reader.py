@@ -61,19 +61,26 @@ def read_sequences(
     power), and the model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1). Where the best
     reading's length is not one ``lengths`` allows, the most probable reading of an allowed
     length takes its place (:func:`_of_length`)."""
+    return read_cleaned(reader, *sequence_inputs_fn()(gray, sizes), lengths)
+
+
+def read_cleaned(
+    reader, inputs, has_ink, lengths=ANY_LENGTH
+) -> tuple[list[NumberReading], np.ndarray]:
+    """:func:`read_sequences` after the fields' cleaning: the sequence model's inputs
+    ``(B, HEIGHT, WIDTH, 1)`` and which fields hold ink -> readings and the inputs (numpy)."""
     model, power = reader
     t = tf()
-    inputs, has_ink = sequence_inputs_fn()(gray, sizes)
     probabilities = t.nn.softmax(model(inputs, training=False)).numpy()
     out = []
     for row, reading, ink in zip(
-        probabilities, greedy(probabilities, power), has_ink.numpy(), strict=True
+        probabilities, greedy(probabilities, power), np.asarray(has_ink), strict=True
     ):
         if not reading[0] or not ink:
             out.append(NOTHING)
             continue
         out.append(NumberReading(*_of_length(row, reading, lengths, power)))
-    return out, inputs.numpy()
+    return out, np.asarray(inputs)
 
 
 def _of_length(probabilities, reading, lengths, power):

@@ -148,7 +148,7 @@ def decode_file(element, max_pixels: int):
 
     import apache_beam as beam
 
-    from batchdigits.model.inference import prepare_bytes
+    from batchdigits.imaging.one_file import prepare_bytes
 
     # Which worker threads did the work (the tests check there is more than one).
     name = f"worker {threading.current_thread().name}"

@@ -205,7 +205,7 @@ def synthetic_numbers(digits, labels, count: int, seed: int):
 def model_inputs_of(images, batch: int = 128) -> np.ndarray:
     """Fields (``uint8 (H, W)``) -> the sequence model's inputs ``(N, HEIGHT, WIDTH, 1)``,
     through the product's cleaning."""
-    from batchdigits.model.inference import prepare_pixels
+    from batchdigits.imaging.one_file import prepare_pixels
 
     return fields_of([prepare_pixels(i) for i in images], batch)[0]
 

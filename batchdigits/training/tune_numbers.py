@@ -94,7 +94,7 @@ def tune_numbers(
 
 def _read(labelled, options: TuneOptions) -> Fields:
     """Every labelled number's file, read as ``predict --numbers`` reads it."""
-    from batchdigits.model.inference import prepare_bytes
+    from batchdigits.imaging.one_file import prepare_bytes
 
     listing = find_images(labelled)
     labels = number_labels(read_labels(options.labels, numbers=True))

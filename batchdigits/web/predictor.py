@@ -11,7 +11,8 @@ import queue
 import threading
 import time
 
-from batchdigits.model.inference import Inference, prepare_bytes
+from batchdigits.imaging.one_file import prepare_bytes
+from batchdigits.model.inference import Inference
 from batchdigits.options import PredictOptions
 
 BATCH_WAIT_SECONDS = 0.005  # how long the model thread waits for more requests to join
