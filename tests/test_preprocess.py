@@ -348,8 +348,12 @@ def test_large_images_are_cleaned_at_64_px_and_small_ones_untouched(mnist):
 def test_eager_and_compiled_normalisation_agree_bit_for_bit(mnist):
     """Small runs normalise eagerly, large ones through the compiled function: the same
     bits, for a padded batch of mixed sizes and polarities."""
-    from batchdigits.imaging.preprocess import normalize_batch, pad_batch, prepare
-    from batchdigits.model.inference import _normalize
+    from batchdigits.imaging.preprocess import (
+        compiled_normalization,
+        normalize_batch,
+        pad_batch,
+        prepare,
+    )
     from batchdigits.runtime.lazy import tf
 
     t = tf()
@@ -358,7 +362,7 @@ def test_eager_and_compiled_normalisation_agree_bit_for_bit(mnist):
     images.append(np.asarray(Image.fromarray(mnist.x_test[7]).resize((40, 200))))
     gray, sizes = pad_batch([prepare(i).numpy() for i in images])
     eager = normalize_batch(gray, sizes)
-    compiled = _normalize()(gray, sizes)
+    compiled = compiled_normalization()(gray, sizes)
     np.testing.assert_array_equal(eager[0].numpy(), compiled[0].numpy())
     np.testing.assert_array_equal(eager[1].numpy(), compiled[1].numpy())
     assert bool(t.reduce_all(eager[1]))

@@ -13,6 +13,8 @@ centred line alone, which is a 1.
 
 from __future__ import annotations
 
+import functools
+
 from batchdigits.imaging.ink import dilated, first_last, runs_from_edges
 from batchdigits.imaging.resample import per_image
 from batchdigits.runtime.lazy import tf
@@ -356,15 +358,24 @@ def touches_edge(x, h, w):
     return t.reduce_any(ink & edge, [1, 2]) & (t.maximum(h, w) > _SMALL_CROP)
 
 
-def only_handwriting(x, h, w):
-    """:func:`handwriting` for the images whose ink touches their edge, as a smaller
-    batch of those alone; a batch where none does (MNIST, clean digits on paper) skips
-    it altogether."""
+def only_handwriting(x, h, w, which=None):
+    """:func:`handwriting` for the images whose ink touches their edge (``which (K, 1)``,
+    else found here: :func:`edge_touching`), as a smaller batch of those alone; a batch
+    where none does (MNIST, clean digits on paper) skips it altogether."""
     t = tf()
-    which = t.where(touches_edge(x, h, w))  # (K, 1)
-
-    def localise():
-        some = handwriting(t.gather_nd(x, which), t.gather_nd(h, which), t.gather_nd(w, which))
-        return t.tensor_scatter_nd_update(x, which, some)
-
+    which = edge_touching(x, h, w) if which is None else which
+    localise = functools.partial(search_handwriting, x, h, w, which)
     return t.cond(t.shape(which)[0] > 0, localise, lambda: x)
+
+
+def edge_touching(x, h, w):
+    """The indices ``(K, 1)`` of the images that :func:`touches_edge`."""
+    return tf().where(touches_edge(x, h, w))
+
+
+def search_handwriting(x, h, w, which):
+    """:func:`handwriting` for the images ``which (K, 1)`` of the batch ``x``, the others
+    as they are."""
+    t = tf()
+    some = handwriting(t.gather_nd(x, which), t.gather_nd(h, which), t.gather_nd(w, which))
+    return t.tensor_scatter_nd_update(x, which, some)

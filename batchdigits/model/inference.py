@@ -21,7 +21,12 @@ import numpy as np
 from batchdigits.imaging.decode import UnreadableImage, read_with_pillow
 from batchdigits.imaging.files import Listing
 from batchdigits.imaging.one_file import prepare_pixels
-from batchdigits.imaging.preprocess import SIZE, normalize_batch, pad_batch
+from batchdigits.imaging.preprocess import (
+    SIZE,
+    compiled_normalization,
+    normalize_batch,
+    pad_batch,
+)
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
 from batchdigits.numbers.reader import NumberReading, read_cleaned, sequence_inputs_fn
@@ -120,7 +125,7 @@ class Inference:
         gray, sizes = t.convert_to_tensor(gray), t.convert_to_tensor(sizes)
         if self.options.numbers:
             return sequence_inputs_fn()(gray, sizes)
-        return (_normalize() if compiled else normalize_batch)(gray, sizes)
+        return (compiled_normalization() if compiled else normalize_batch)(gray, sizes)
 
     def finish(self, begun, compiled: bool = True) -> Predicted | Readings:
         """The second half of :meth:`infer_batch`: :meth:`begin`'s tensors through the
@@ -369,10 +374,3 @@ def compute_images_per_second(model, batch_size: int = 4096, repeats: int = 7) -
         infer(batch).numpy()
         times.append(time.perf_counter() - t0)
     return batch_size / statistics.median(times)
-
-
-@functools.lru_cache(maxsize=1)
-def _normalize():
-    t = tf()
-    specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
-    return t.function(normalize_batch, input_signature=specs, autograph=False)
