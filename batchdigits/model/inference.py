@@ -219,6 +219,8 @@ class Inference:
             submit = _now if self.options.numbers else pool.submit
             with stops_deferred():
                 pending = submit(ahead)
+                if compiled and not self.options.numbers:
+                    self._warm_up()
             while True:
                 with stops_deferred():
                     begun = pending.result()
@@ -229,6 +231,11 @@ class Inference:
                 if begun is None:
                     return
                 yield result
+
+    def _warm_up(self) -> None:
+        """Trace and first call the model on zeros while the first batch is normalised."""
+        shape = (self.options.batch_size, SIZE, SIZE, 1)
+        self.infer(tf().zeros(shape))
 
     def _read_alone(self, listing, full, first: int, stop: int, keep_inputs: bool) -> list[Row]:
         """Rows for the files the pipeline dropped: Pillow's reading, or an error row."""
