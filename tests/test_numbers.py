@@ -410,3 +410,37 @@ def test_a_fields_inputs_do_not_depend_on_how_far_its_batch_is_padded(mnist):
         alone = inputs(*pad_batch([gray]))[0].numpy()[0]
         np.testing.assert_array_equal(alone, together[k])
         assert alone.max() > 0.5  # the number is there
+
+
+def test_large_runs_read_numbers_with_the_compiled_reader_and_the_same_bits(
+    tmp_path, mnist, monkeypatch
+):
+    """A run over EAGER_IMAGES files calls the reader compiled, a small one layer by
+    layer: the CSV is the same bytes either way."""
+    import batchdigits.model.inference as inference
+    import batchdigits.numbers.reader as reader
+
+    root = tmp_path / "numbers"
+    rng = np.random.default_rng(4)
+    for i in range(24):
+        indices = rng.choice(len(mnist.x_test), int(rng.integers(1, 8)), replace=False)
+        save_digit(root / f"n{i:02d}.png", number_image(mnist, list(indices))[0])
+    compiled_calls = []
+    real = reader.compiled_reader
+
+    def counting(model):
+        logits = real(model)
+        return lambda inputs: compiled_calls.append(len(inputs)) or logits(inputs)
+
+    monkeypatch.setattr(inference, "compiled_reader", counting)
+    outputs = []
+    for eager_images in (inference.EAGER_IMAGES, 0):
+        monkeypatch.setattr(inference, "EAGER_IMAGES", eager_images)
+        out = tmp_path / f"{eager_images}.csv"
+        args = ["predict", str(root), "--numbers", "--probabilities", "-o", str(out), "-q"]
+        result = runner.invoke(app, [*args, "--batch-size", "8"])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+        assert len(compiled_calls) == (3 if eager_images == 0 else 0)
+    assert outputs[0] == outputs[1]
+    assert len(pd.read_csv(tmp_path / "0.csv")) == 24

@@ -29,7 +29,12 @@ from batchdigits.imaging.preprocess import (
 )
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
-from batchdigits.numbers.reader import NumberReading, read_cleaned, sequence_inputs_fn
+from batchdigits.numbers.reader import (
+    NumberReading,
+    compiled_reader,
+    read_cleaned,
+    sequence_inputs_fn,
+)
 from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import NO_DIGIT, Row, make_row
 from batchdigits.runtime.lazy import tf
@@ -46,13 +51,13 @@ class Inference:
     """A loaded model with what its rows need (see :meth:`open`)."""
 
     options: PredictOptions  # review_threshold resolved: never None here
-    infer: Any  # compiled images -> probabilities
+    infer: Any  # compiled images -> probabilities (with --numbers: fields -> the reader's logits)
     fingerprint: str
     name: str  # the model as rows and summaries name it
     network: Any  # the Keras model itself, called eagerly in small runs
     second: SecondOpinion | None = None  # consulted for the rows the first doubts
     numbers: Any = None  # with --numbers: the sequence reader (model, confidence power);
-    # then ``infer`` and ``network`` are None: no digit model is loaded
+    # then ``network`` is None: no digit model is loaded
 
     @classmethod
     def open(cls, options: PredictOptions, ref: ModelRef | None = None) -> Inference:
@@ -63,7 +68,8 @@ class Inference:
         if options.numbers:
             reader = (ref.load(), ref.confidence_power)
             options = replace(options, review_threshold=threshold)
-            return cls(options, None, ref.fingerprint, ref.name, None, numbers=reader)
+            infer = compiled_reader(reader[0])
+            return cls(options, infer, ref.fingerprint, ref.name, None, numbers=reader)
         return cls.of(
             ref.load(),
             replace(options, review_threshold=threshold),
@@ -131,7 +137,8 @@ class Inference:
         """The second half of :meth:`infer_batch`: :meth:`begin`'s tensors through the
         model, to numpy."""
         if self.options.numbers:
-            readings, inputs = read_cleaned(self.numbers, *begun, self.options.lengths)
+            logits = self.infer if compiled else None
+            readings, inputs = read_cleaned(self.numbers, *begun, self.options.lengths, logits)
             return Readings(readings, self.threshold, inputs)
         t = tf()
         inputs, has_digit = begun
