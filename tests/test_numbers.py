@@ -418,7 +418,6 @@ def test_large_runs_read_numbers_with_the_compiled_reader_and_the_same_bits(
     """A run over EAGER_IMAGES files calls the reader compiled, a small one layer by
     layer: the CSV is the same bytes either way."""
     import batchdigits.model.inference as inference
-    import batchdigits.numbers.reader as reader
 
     root = tmp_path / "numbers"
     rng = np.random.default_rng(4)
@@ -426,13 +425,18 @@ def test_large_runs_read_numbers_with_the_compiled_reader_and_the_same_bits(
         indices = rng.choice(len(mnist.x_test), int(rng.integers(1, 8)), replace=False)
         save_digit(root / f"n{i:02d}.png", number_image(mnist, list(indices))[0])
     compiled_calls = []
-    real = reader.compiled_reader
+    real = inference.make_infer
 
-    def counting(model):
-        logits = real(model)
-        return lambda inputs: compiled_calls.append(len(inputs)) or logits(inputs)
+    class Counting:  # the compiled reader, counting the rows of each call
+        def __init__(self, model):
+            self.infer = real(model)
+            self.input_signature = self.infer.input_signature
 
-    monkeypatch.setattr(inference, "compiled_reader", counting)
+        def __call__(self, inputs):
+            compiled_calls.append(len(inputs))
+            return self.infer(inputs)
+
+    monkeypatch.setattr(inference, "make_infer", Counting)
     outputs = []
     for eager_images in (inference.EAGER_IMAGES, 0):
         monkeypatch.setattr(inference, "EAGER_IMAGES", eager_images)

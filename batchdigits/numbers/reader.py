@@ -15,7 +15,7 @@ from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
-from batchdigits.numbers.sequence import HEIGHT, WIDTH, best_of_length, field_inputs, greedy
+from batchdigits.numbers.sequence import best_of_length, field_inputs, greedy
 from batchdigits.runtime.lazy import tf
 
 #: Lengths read when the user does not give one.
@@ -53,23 +53,16 @@ def read_fields(inference, grays: Sequence[np.ndarray], lengths=ANY_LENGTH) -> l
     return read_batch(inference, *pad_batch(grays), lengths)
 
 
-def read_sequences(
-    reader, gray, sizes, lengths=ANY_LENGTH
-) -> tuple[list[NumberReading], np.ndarray]:
-    """The shipped reader of numbers: a padded batch of gray working images with their
-    ``sizes`` -> readings by the sequence model (``reader``: the model and its confidence
-    power), and the model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1). Where the best
-    reading's length is not one ``lengths`` allows, the most probable reading of an allowed
-    length takes its place (:func:`_of_length`)."""
-    return read_cleaned(reader, *sequence_inputs_fn()(gray, sizes), lengths)
-
-
 def read_cleaned(
     reader, inputs, has_ink, lengths=ANY_LENGTH, logits=None
 ) -> tuple[list[NumberReading], np.ndarray]:
-    """:func:`read_sequences` after the fields' cleaning: the sequence model's inputs
-    ``(B, HEIGHT, WIDTH, 1)`` and which fields hold ink -> readings and the inputs (numpy).
-    ``logits``: the model compiled (:func:`compiled_reader`), else it is called eagerly."""
+    """The shipped reader of numbers, after the fields' cleaning (:func:`sequence_inputs_fn`):
+    the sequence model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1) and which fields hold
+    ink -> readings by the sequence model (``reader``: the model and its confidence power)
+    and the inputs (numpy). Where the best reading's length is not one ``lengths`` allows,
+    the most probable reading of an allowed length takes its place (:func:`_of_length`).
+    ``logits``: the model compiled (``model.inference.make_infer``), else it is called
+    layer by layer."""
     model, power = reader
     t = tf()
     logits = logits or functools.partial(model, training=False)
@@ -174,20 +167,6 @@ def best_path(count: int, cands, probabilities, lengths, against=None) -> Number
     digits = "".join(str(int(d)) for d in chosen.argmax(1))
     each = chosen.max(1).astype(np.float64)
     return NumberReading(digits, float(np.prod(each)), tuple(float(p) for p in each))
-
-
-def compiled_reader(model):
-    """The sequence model as one compiled ``inputs -> logits`` function, for batches of
-    any size: the same bits as calling it layer by layer, in 0.7x the time (measured:
-    109 against 153 ms a batch of 256 fields)."""
-    t = tf()
-    spec = t.TensorSpec([None, HEIGHT, WIDTH, 1], t.float32)
-
-    @t.function(input_signature=[spec])
-    def logits(inputs):
-        return model(inputs, training=False)
-
-    return logits
 
 
 @functools.lru_cache(maxsize=1)
