@@ -398,6 +398,56 @@ def test_a_wide_scanner_margin_and_the_ruling_at_its_edge_leave_no_ink(mnist, da
     assert (clean[digits] > 0.25).mean() > 0.9  # the digits stay
 
 
+def test_fields_without_margins_skip_their_search_with_the_same_bits(mnist, monkeypatch):
+    """The cleaning looks for scanner margins only in the fields whose edge rows or
+    columns could be one: the bound never misses what the full search finds, it skips
+    clean fields, and a mixed batch is cleaned bit for bit as when every field is
+    searched."""
+    import tensorflow as tf
+
+    from batchdigits.imaging.preprocess import pad_batch
+    from batchdigits.numbers import field
+    from batchdigits.training.numbers import synthetic_numbers
+
+    # cells with margins, rulings and print (the training generator), and numbers apart
+    cells, _ = synthetic_numbers(mnist.x_train, mnist.y_train, 24, seed=4)
+    apart = [number_image(mnist, [3 * k, 3 * k + 1, 3 * k + 2])[0] for k in range(8)]
+    gray, sizes = pad_batch([prepare_pixels(i) for i in cells + apart])
+    ink, _ = field.field_ink(gray, sizes)
+    h, w = sizes[:, 0], sizes[:, 1]
+    # the cleaned ink, with a band along one edge of every other field: solid, or with
+    # a pixel missing in every row (column) at its edge, which only the bridge closes
+    mask = ink.numpy() >= field.INK
+    rng = np.random.default_rng(3)
+    for i in range(0, len(mask), 2):
+        hi, wi = (int(v) for v in sizes[i])
+        edge = [(slice(0, hi), slice(0, 6)), (slice(hi - 5, hi), slice(0, wi))][i % 4 // 2]
+        mask[i][edge] = True
+        if i % 8 >= 4:
+            if i % 4 // 2:
+                mask[i, hi - 1, rng.integers(0, wi, wi // 3)] = False
+            else:
+                mask[i, rng.integers(0, hi, hi // 3), 0] = False
+    for bridge in (True, False):
+        m = tf.constant(mask)
+        bound = field._may_have_margins(m, h, w, bridge=bridge).numpy()
+        found = field._margins(m, h, w, bridge=bridge).numpy().any((1, 2))
+        assert not (found & ~bound).any()  # never skips a margin the search finds
+        assert found[::2].sum() >= 8 and not bound[1::2][-4:].any()  # numbers apart: none
+
+    real = field._may_have_margins
+    asked = []
+
+    def everywhere(*args, **kwargs):
+        asked.append(real(*args, **kwargs).numpy())
+        return tf.ones_like(asked[-1])
+
+    monkeypatch.setattr(field, "_may_have_margins", everywhere)
+    full = field.field_ink(gray, sizes)[0].numpy()
+    np.testing.assert_array_equal(full, ink.numpy())
+    assert len(asked) == 2 and not any(a[24:].any() for a in asked)  # bands, then edges
+
+
 def test_a_fields_inputs_do_not_depend_on_how_far_its_batch_is_padded(mnist):
     from batchdigits.imaging.preprocess import pad_batch
     from batchdigits.numbers.reader import sequence_inputs_fn

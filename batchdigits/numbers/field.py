@@ -43,7 +43,9 @@ def field_ink(gray, sizes):
     x, contrast = stretch(x, h, w, valid)
     x = without_salt_and_pepper(x)
     ink = x >= INK
-    lines = _rulings(ink, before | (x > 0.0), band, h, w) | _margins(ink, h, w)
+    lines = _rulings(ink, before | (x > 0.0), band, h, w) | _where_needed(
+        _may_have_margins(ink, h, w), _margins, ink, ink, h, w
+    )
     x = x * t.cast(~(lines | (dilated(lines, 3, 3) & ~ink)), t.float32)
     return x, contrast >= MIN_CONTRAST
 
@@ -64,7 +66,11 @@ def _without_bands(x, h, w, valid):
     # a field of one level (blank) or with hardly any paper has no margin to paint
     area = t.reduce_sum(t.cast(valid, t.float32), [1, 2])
     some = (spread[:, 0, 0] >= MIN_CONTRAST) & (count >= _BAND_PAPER * area)
-    band = dilated(_margins(coarse, h, w, bridge=False), 3, 3) & valid & per_image(some)
+    needs = some & _may_have_margins(coarse, h, w, bridge=False)
+    band = _where_needed(
+        needs, lambda *a: dilated(_margins(*a, bridge=False), 3, 3), coarse, coarse, h, w
+    )
+    band = band & valid
     return t.where(band, per_image(level), x), band, coarse
 
 
@@ -124,3 +130,46 @@ def _margins(ink, h, w, bridge: bool = True):
         )
         out = out | (band & ink)
     return out
+
+
+def _window_sums(v, size: int):
+    """``v (B, N)`` -> the sums over each centred window of ``size`` (odd) entries,
+    zeros past the ends."""
+    t = tf()
+    r = size // 2
+    c = t.pad(t.cumsum(v, 1), [[0, 0], [1, 0]])
+    n = t.shape(v)[1]
+    hi = t.minimum(t.range(n) + r + 1, n)
+    lo = t.maximum(t.range(n) - r, 0)
+    return t.gather(c, hi, axis=1) - t.gather(c, lo, axis=1)
+
+
+def _may_have_margins(ink, h, w, bridge: bool = True):
+    """``(B,)``: False where no edge row (column) can be :data:`_BAND_FILL` ink after
+    :func:`_margins`' bridging (a bound: the sum over the rows or columns the bridge
+    spans), so :func:`_margins` finds nothing there."""
+    t = tf()
+    r = 1 if bridge else 0
+    out = t.zeros_like(h, t.bool)
+    for axis, extent, across in ((1, w, h), (2, h, w)):
+        # per column (axis 1 summed) for the left and right edges, per row for the others
+        sums = _window_sums(t.reduce_sum(t.cast(ink, t.float32), axis), 2 * r + 1)
+        # divided as _margins divides its share: rounding keeps the bound a bound
+        share = sums / t.cast(across, t.float32)[:, None]
+        last = t.gather(share, extent - 1, axis=1, batch_dims=1)
+        out = out | (share[:, 0] >= _BAND_FILL) | (last >= _BAND_FILL)
+    return out
+
+
+def _where_needed(needs, fn, like, *args):
+    """``fn(*args)`` on the images where ``needs (B,)`` (gathered into a smaller batch),
+    zeros (False) of ``like``'s shape elsewhere: each image's result is its own, so the
+    bits are those of ``fn`` on the whole batch."""
+    t = tf()
+    which = t.where(needs)
+
+    def some():
+        part = fn(*(t.gather_nd(a, which) for a in args))
+        return t.tensor_scatter_nd_update(t.zeros_like(like), which, part)
+
+    return t.cond(t.size(which) > 0, some, lambda: t.zeros_like(like))
