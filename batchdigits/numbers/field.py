@@ -167,9 +167,5 @@ def _where_needed(needs, fn, like, *args):
     bits are those of ``fn`` on the whole batch."""
     t = tf()
     which = t.where(needs)
-
-    def some():
-        part = fn(*(t.gather_nd(a, which) for a in args))
-        return t.tensor_scatter_nd_update(t.zeros_like(like), which, part)
-
-    return t.cond(t.size(which) > 0, some, lambda: t.zeros_like(like))
+    part = fn(*(t.gather_nd(a, which) for a in args))
+    return t.tensor_scatter_nd_update(t.zeros_like(like), which, part)
