@@ -293,6 +293,35 @@ def test_salt_and_pepper_noise_does_not_survive(mnist):
         assert np.abs(x - reference).mean() < 15, dark_ink
 
 
+def test_only_the_noisy_images_of_a_batch_lose_their_lone_pixels(mnist):
+    """In a batch, an image with salt and pepper keeps only the ink with at least two ink
+    neighbours, twice over (the rule, written out in numpy here); the clean images of the
+    same batch are untouched, their thin strokes included."""
+    from batchdigits.imaging.ink import without_salt_and_pepper
+
+    def neighbours(m):
+        p = np.pad(m.astype(np.float32), 1)
+        return sum(p[i : i + m.shape[0], j : j + m.shape[1]] for i in range(3) for j in range(3))
+
+    rng = np.random.default_rng(8)
+    batch = np.zeros((6, 40, 40), np.float32)
+    for k in range(6):
+        batch[k, 6:34, 6:34] = mnist.x_test[k] / 255.0
+    batch[5, 20, 2:38] = 1.0  # a thin stroke, one pixel high, in a clean image ...
+    batch[5, 1, 1] = 1.0  # ... and one lone pixel, which the rule would take
+    for k in (1, 4):
+        batch[k][rng.random((40, 40)) < 0.06] = 1.0
+    out = without_salt_and_pepper(batch).numpy()
+    for k in range(6):
+        if k in (1, 4):
+            kept = (batch[k] > 0) & (neighbours(batch[k] > 0) >= 3)
+            kept &= neighbours(kept) >= 3
+            np.testing.assert_array_equal(out[k], batch[k] * kept)
+            assert (out[k] > 0).sum() < (batch[k] > 0).sum()
+        else:
+            np.testing.assert_array_equal(out[k], batch[k])
+
+
 @pytest.mark.parametrize(
     "kind",
     [

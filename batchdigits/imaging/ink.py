@@ -204,9 +204,12 @@ def without_salt_and_pepper(x):
     noisy = alone > _NOISY_SHARE * t.reduce_sum(t.cast(ink, t.float32), [1, 2])
 
     def clean():
-        kept = ink & (neighbours >= 3.0)
+        # only the noisy images, gathered into a smaller batch (each is cleaned alone:
+        # the same bits as cleaning the whole batch)
+        which = t.where(noisy)
+        kept = t.gather_nd(ink, which) & (t.gather_nd(neighbours, which) >= 3.0)
         kept = kept & (_neighbours(kept) >= 3.0)
-        return t.where(noisy[:, None, None], x * t.cast(kept, t.float32), x)
+        return t.tensor_scatter_nd_update(x, which, t.gather_nd(x, which) * t.cast(kept, x.dtype))
 
     # most batches hold no noisy image: they skip the second count altogether
     return t.cond(t.reduce_any(noisy), clean, lambda: x)
