@@ -60,18 +60,27 @@ def _without_bands(x, h, w, valid):
     t = tf()
     _, threshold, _, (low, spread) = otsu_levels(resample_grid(x, h, w, _BAND_SAMPLES))
     coarse = ((x - low) / spread * 255.0 >= threshold) & valid
-    paper = valid & ~coarse
-    count = t.reduce_sum(t.cast(paper, t.float32), [1, 2])
-    level = t.reduce_sum(x * t.cast(paper, t.float32), [1, 2]) / t.maximum(count, 1.0)
-    # a field of one level (blank) or with hardly any paper has no margin to paint
-    area = t.reduce_sum(t.cast(valid, t.float32), [1, 2])
-    some = (spread[:, 0, 0] >= MIN_CONTRAST) & (count >= _BAND_PAPER * area)
-    needs = some & _may_have_margins(coarse, h, w, bridge=False)
-    band = _where_needed(
-        needs, lambda *a: dilated(_margins(*a, bridge=False), 3, 3), coarse, coarse, h, w
-    )
-    band = band & valid
-    return t.where(band, per_image(level), x), band, coarse
+    # a field of one level (blank) has no margin to paint, nor one whose edges hold
+    # none: only the others are looked at further, gathered into a smaller batch
+    maybe = (spread[:, 0, 0] >= MIN_CONTRAST) & _may_have_margins(coarse, h, w, bridge=False)
+    which = t.where(maybe)
+    painted, band = _painted(*(t.gather_nd(v, which) for v in (x, coarse, valid, h, w)))
+    x = t.tensor_scatter_nd_update(x, which, painted)
+    return x, t.tensor_scatter_nd_update(t.zeros_like(coarse), which, band), coarse
+
+
+def _painted(x, coarse, valid, h, w):
+    """:func:`_without_bands` for fields that may have a margin: their bands, where at
+    least :data:`_BAND_PAPER` of the field is paper, painted with the paper's level (the
+    mean of the pixels below the threshold) -> ``(the painted fields, the bands)``."""
+    t = tf()
+    paper = t.cast(valid & ~coarse, t.float32)
+    count = t.reduce_sum(paper, [1, 2])
+    level = t.reduce_sum(x * paper, [1, 2]) / t.maximum(count, 1.0)
+    # a field with hardly any paper has no margin to paint
+    some = count >= _BAND_PAPER * t.reduce_sum(t.cast(valid, t.float32), [1, 2])
+    band = dilated(_margins(coarse, h, w, bridge=False), 3, 3) & valid & per_image(some)
+    return t.where(band, per_image(level), x), band
 
 
 def _rulings(ink, before, band, h, w):
