@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 
 from batchdigits.imaging.ink import dilated, first_last, runs_from_edges
-from batchdigits.imaging.resample import per_image
+from batchdigits.imaging.resample import on_some, per_image
 from batchdigits.runtime.lazy import tf
 
 _INK = 0.25  # of full ink: the pixels that make up the pieces
@@ -376,6 +376,4 @@ def edge_touching(x, h, w):
 def search_handwriting(x, h, w, which):
     """:func:`handwriting` for the images ``which (K, 1)`` of the batch ``x``, the others
     as they are."""
-    t = tf()
-    some = handwriting(t.gather_nd(x, which), t.gather_nd(h, which), t.gather_nd(w, which))
-    return t.tensor_scatter_nd_update(x, which, some)
+    return on_some(which, handwriting, x, x, h, w)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from batchdigits.imaging.resample import (
     gaussian_blur,
+    on_some,
     pad_linear,
     per_image,
     resample_grid,
@@ -203,13 +204,13 @@ def without_salt_and_pepper(x):
     alone = t.reduce_sum(t.cast(ink & (neighbours <= 1.0), t.float32), [1, 2])
     noisy = alone > _NOISY_SHARE * t.reduce_sum(t.cast(ink, t.float32), [1, 2])
 
-    def clean():
-        # only the noisy images, gathered into a smaller batch (each is cleaned alone:
-        # the same bits as cleaning the whole batch)
-        which = t.where(noisy)
-        kept = t.gather_nd(ink, which) & (t.gather_nd(neighbours, which) >= 3.0)
+    def cleaned(x, ink, neighbours):
+        kept = ink & (neighbours >= 3.0)
         kept = kept & (_neighbours(kept) >= 3.0)
-        return t.tensor_scatter_nd_update(x, which, t.gather_nd(x, which) * t.cast(kept, x.dtype))
+        return x * t.cast(kept, x.dtype)
+
+    def clean():  # the noisy images only
+        return on_some(t.where(noisy), cleaned, x, x, ink, neighbours)
 
     # most batches hold no noisy image: they skip the second count altogether
     return t.cond(t.reduce_any(noisy), clean, lambda: x)

@@ -19,6 +19,16 @@ def per_image(v):
     return v[:, None, None]
 
 
+def on_some(which, fn, into, *args):
+    """``fn(*args)`` on the images ``which (K, 1)`` of a batch only, gathered into a
+    smaller batch, and written into ``into`` at their places (``fn`` may return a tuple,
+    with a tuple of ``into``); the other images keep ``into``'s. Each image's result is
+    its own, so the bits are those of ``fn`` on the whole batch."""
+    t = tf()
+    part = fn(*(t.gather_nd(a, which) for a in args))
+    return t.nest.map_structure(lambda a, b: t.tensor_scatter_nd_update(a, which, b), into, part)
+
+
 def bilinear_weights(pos, n):
     """Sample positions ``pos (B, S)`` in pixels -> ``(B, S, n)`` weights over ``n``
     pixels (bilinear: two neighbours). A sample outside ``[0, n - 1]`` gets no weight, so

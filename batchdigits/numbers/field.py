@@ -17,7 +17,7 @@ from batchdigits.imaging.ink import (
     without_salt_and_pepper,
 )
 from batchdigits.imaging.preprocess import MIN_CONTRAST, valid_region
-from batchdigits.imaging.resample import per_image, resample_grid
+from batchdigits.imaging.resample import on_some, per_image, resample_grid
 from batchdigits.runtime.lazy import tf
 
 INK = 0.25  # of full ink: the pixels that make up the pieces
@@ -43,9 +43,9 @@ def field_ink(gray, sizes):
     x, contrast = stretch(x, h, w, valid)
     x = without_salt_and_pepper(x)
     ink = x >= INK
-    lines = _rulings(ink, before | (x > 0.0), band, h, w) | _where_needed(
-        _may_have_margins(ink, h, w), _margins, ink, ink, h, w
-    )
+    no_margins = t.zeros_like(ink)
+    margins = on_some(t.where(_may_have_margins(ink, h, w)), _margins, no_margins, ink, h, w)
+    lines = _rulings(ink, before | (x > 0.0), band, h, w) | margins
     x = x * t.cast(~(lines | (dilated(lines, 3, 3) & ~ink)), t.float32)
     return x, contrast >= MIN_CONTRAST
 
@@ -63,10 +63,9 @@ def _without_bands(x, h, w, valid):
     # a field of one level (blank) has no margin to paint, nor one whose edges hold
     # none: only the others are looked at further, gathered into a smaller batch
     maybe = (spread[:, 0, 0] >= MIN_CONTRAST) & _may_have_margins(coarse, h, w, bridge=False)
-    which = t.where(maybe)
-    painted, band = _painted(*(t.gather_nd(v, which) for v in (x, coarse, valid, h, w)))
-    x = t.tensor_scatter_nd_update(x, which, painted)
-    return x, t.tensor_scatter_nd_update(t.zeros_like(coarse), which, band), coarse
+    into = (x, t.zeros_like(coarse))
+    x, band = on_some(t.where(maybe), _painted, into, x, coarse, valid, h, w)
+    return x, band, coarse
 
 
 def _painted(x, coarse, valid, h, w):
@@ -168,13 +167,3 @@ def _may_have_margins(ink, h, w, bridge: bool = True):
         last = t.gather(share, extent - 1, axis=1, batch_dims=1)
         out = out | (share[:, 0] >= _BAND_FILL) | (last >= _BAND_FILL)
     return out
-
-
-def _where_needed(needs, fn, like, *args):
-    """``fn(*args)`` on the images where ``needs (B,)`` (gathered into a smaller batch),
-    zeros (False) of ``like``'s shape elsewhere: each image's result is its own, so the
-    bits are those of ``fn`` on the whole batch."""
-    t = tf()
-    which = t.where(needs)
-    part = fn(*(t.gather_nd(a, which) for a in args))
-    return t.tensor_scatter_nd_update(t.zeros_like(like), which, part)
