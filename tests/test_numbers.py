@@ -14,6 +14,7 @@ from batchdigits.errors import UsageError
 from batchdigits.imaging.one_file import prepare_pixels
 from batchdigits.model.inference import Inference
 from batchdigits.numbers.reader import NOTHING, best_path, read_fields
+from batchdigits.numbers.second import CROPS_PER_CALL
 from batchdigits.numbers.segment import Primitive, pieces, primitives
 from batchdigits.numbers.sequence import best_of_length, greedy
 from batchdigits.options import PredictOptions, parse_digits
@@ -477,13 +478,16 @@ def test_large_runs_read_numbers_with_the_compiled_reader_and_the_same_bits(
     compiled_calls = []
     real = inference.make_infer
 
-    class Counting:  # the compiled reader, counting the rows of each call
+    digit_calls = []
+
+    class Counting:  # the compiled reader (and digit model), counting the rows of each call
         def __init__(self, model):
             self.infer = real(model)
             self.input_signature = self.infer.input_signature
+            self.calls = compiled_calls if model.name == "batchdigits_numbers" else digit_calls
 
         def __call__(self, inputs):
-            compiled_calls.append(len(inputs))
+            self.calls.append(len(inputs))
             return self.infer(inputs)
 
     monkeypatch.setattr(inference, "make_infer", Counting)
@@ -497,5 +501,7 @@ def test_large_runs_read_numbers_with_the_compiled_reader_and_the_same_bits(
         outputs.append(out.read_bytes())
         # compiled: one warm-up call on zeros, then the 3 batches of 8
         assert compiled_calls == ([8, 8, 8, 8] if eager_images == 0 else [])
+        # the digit model's second opinion: always a full call of CROPS_PER_CALL
+        assert set(digit_calls) <= {CROPS_PER_CALL}
     assert outputs[0] == outputs[1]
     assert len(pd.read_csv(tmp_path / "0.csv")) == 24

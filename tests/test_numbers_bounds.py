@@ -13,15 +13,16 @@ from typer.testing import CliRunner
 from batchdigits.cli.app import app
 
 #: kind -> (lengths, the least share read exactly). Measured on these 200 numbers of
-#: each kind: gaps 98.0%, touching 96.5%, overlapping 88.0%, separators 92.5%, loose
-#: (in a form's cell) 95.5%, gaps at 5 digits 94.5%.
+#: each kind, with the digit model's second opinion: gaps 98.5%, touching 96.5%,
+#: overlapping 88.0%, separators 95.0%, loose (in a form's cell) 97.0%, gaps at 5 digits
+#: 96.0% (the sequence reader alone: 98.0, 96.5, 88.0, 92.5, 95.5 and 94.5%).
 BOUNDS = {
-    "gaps": ((1, 8), 0.94),
+    "gaps": ((1, 8), 0.95),
     "touching": ((1, 8), 0.92),
     "overlapping": ((1, 8), 0.84),
-    "separators": ((1, 8), 0.89),
-    "loose": ((1, 8), 0.91),
-    "five": (5, 0.90),
+    "separators": ((1, 8), 0.92),
+    "loose": ((1, 8), 0.93),
+    "five": (5, 0.93),
 }
 COUNT = 200
 

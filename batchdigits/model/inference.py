@@ -30,6 +30,7 @@ from batchdigits.imaging.preprocess import (
 from batchdigits.model.network import networks
 from batchdigits.model.store import ModelRef
 from batchdigits.numbers.reader import NumberReading, read_cleaned, sequence_inputs_fn
+from batchdigits.numbers.second import DigitCheck, digit_probabilities
 from batchdigits.options import CONSULTED_REVIEW_BELOW, FALLBACK_REVIEW_THRESHOLD, PredictOptions
 from batchdigits.rows import NO_DIGIT, Row, make_row
 from batchdigits.runtime.lazy import tf
@@ -52,7 +53,9 @@ class Inference:
     network: Any  # the Keras model itself, called eagerly in small runs
     second: SecondOpinion | None = None  # consulted for the rows the first doubts
     numbers: Any = None  # with --numbers: the sequence reader (model, confidence power);
-    # then ``network`` is None: no digit model is loaded
+    # then ``network`` is the shipped digit network, for its second opinion on the digits
+    # that stand alone (:mod:`batchdigits.numbers.second`), and ``digits`` it compiled
+    digits: Any = None
 
     @classmethod
     def open(cls, options: PredictOptions, ref: ModelRef | None = None) -> Inference:
@@ -64,7 +67,16 @@ class Inference:
             reader = (ref.load(), ref.confidence_power)
             options = replace(options, review_threshold=threshold)
             infer = make_infer(reader[0])
-            return cls(options, infer, ref.fingerprint, ref.name, None, numbers=reader)
+            digit = networks(ModelRef(None).load())[0]
+            return cls(
+                options,
+                infer,
+                ref.fingerprint,
+                ref.name,
+                digit,
+                numbers=reader,
+                digits=make_infer(digit),
+            )
         return cls.of(
             ref.load(),
             replace(options, review_threshold=threshold),
@@ -133,7 +145,12 @@ class Inference:
         model, to numpy."""
         if self.options.numbers:
             logits = self.infer if compiled else None
-            readings, inputs = read_cleaned(self.numbers, *begun, self.options.lengths, logits)
+            digits = self.digits if compiled else functools.partial(self.network, training=False)
+            check = DigitCheck(
+                functools.partial(digit_probabilities, digits, compiled), self.threshold
+            )
+            lengths = self.options.lengths
+            readings, inputs = read_cleaned(self.numbers, *begun, lengths, logits, check)
             return Readings(readings, self.threshold, inputs)
         t = tf()
         inputs, has_digit = begun
@@ -233,9 +250,12 @@ class Inference:
                 yield result
 
     def _warm_up(self) -> None:
-        """Trace and first call the model on zeros while the first batch is normalised."""
+        """Trace and first call the model on zeros while the first batch is normalised
+        (with ``numbers``, the digit model's second opinion too)."""
         one = self.infer.input_signature[0].shape[1:]
         self.infer(tf().zeros((self.options.batch_size, *one)))
+        if self.digits is not None:
+            digit_probabilities(self.digits, True, np.zeros((1, *one[:2]), np.float32))
 
     def _read_alone(self, listing, full, first: int, stop: int, keep_inputs: bool) -> list[Row]:
         """Rows for the files the pipeline dropped: Pillow's reading, or an error row."""

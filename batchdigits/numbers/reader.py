@@ -14,8 +14,9 @@ import numpy as np
 from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
+from batchdigits.numbers.second import DigitCheck, digit_runs, second_opinion
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
-from batchdigits.numbers.sequence import best_of_length, field_inputs, greedy
+from batchdigits.numbers.sequence import collapsed, field_inputs, path_of_length
 from batchdigits.runtime.lazy import tf
 
 #: Lengths read when the user does not give one.
@@ -54,38 +55,59 @@ def read_fields(inference, grays: Sequence[np.ndarray], lengths=ANY_LENGTH) -> l
 
 
 def read_cleaned(
-    reader, inputs, has_ink, lengths=ANY_LENGTH, logits=None
+    reader, inputs, has_ink, lengths=ANY_LENGTH, logits=None, check: DigitCheck | None = None
 ) -> tuple[list[NumberReading], np.ndarray]:
     """The shipped reader of numbers, after the fields' cleaning (:func:`sequence_inputs_fn`):
     the sequence model's inputs ``(B, HEIGHT, WIDTH, 1)`` (ink 0..1) and which fields hold
     ink -> readings by the sequence model (``reader``: the model and its confidence power)
     and the inputs (numpy). Where the best reading's length is not one ``lengths`` allows,
-    the most probable reading of an allowed length takes its place (:func:`_of_length`).
-    ``logits``: the model compiled (``model.inference.make_infer``), else it is called
-    layer by layer."""
+    the most probable reading of an allowed length takes its place (:func:`_path`); with
+    ``check``, the digit model gives its second opinion on the digits that stand alone
+    (:mod:`~batchdigits.numbers.second`). ``logits``: the model compiled
+    (``model.inference.make_infer``), else it is called layer by layer."""
     model, power = reader
     t = tf()
     logits = logits or functools.partial(model, training=False)
     probabilities = t.nn.softmax(logits(inputs)).numpy()
+    inputs = np.asarray(inputs)
+    found = [
+        _path(row, lengths) if ink else (None, True)
+        for row, ink in zip(probabilities, np.asarray(has_ink), strict=True)
+    ]
+    paths = [path for path, _ in found]
+    checked = (paths, probabilities, np.ones(len(paths)))
+    if check is not None:
+        checked = second_opinion(probabilities, paths, inputs[..., 0], check, power)
     out = []
-    for row, reading, ink in zip(
-        probabilities, greedy(probabilities, power), np.asarray(has_ink), strict=True
-    ):
-        if not reading[0] or not ink:
-            out.append(NOTHING)
-            continue
-        out.append(NumberReading(*_of_length(row, reading, lengths, power)))
-    return out, np.asarray(inputs)
+    for row, (first, allowed), *after in zip(probabilities, found, *checked, strict=True):
+        out.append(_reading(row, first, allowed, *after, power))
+    return out, inputs
 
 
-def _of_length(probabilities, reading, lengths, power):
-    """The best path's ``reading`` if its length is allowed, else the best path of an
-    allowed length (:func:`~batchdigits.numbers.sequence.best_of_length`), else the best
-    path's digits with confidence 0."""
-    digits, _, each = reading
-    if lengths[0] <= len(digits) <= lengths[1]:
-        return reading
-    return best_of_length(probabilities, lengths, power) or (digits, 0.0, each)
+def _reading(probabilities, first, allowed: bool, path, checked, factor: float, power: float):
+    """One field's reading: its ``path`` over the ``checked`` probabilities (those of the
+    digit model's second opinion), its confidence never above that of the reader's
+    ``first`` path, times ``factor``; 0 where no path has an allowed length."""
+    if path is None:
+        return NOTHING
+    digits, confidence, each = collapsed(path, checked, power)
+    if not np.array_equal(checked, probabilities):  # the second opinion read it again
+        confidence = min(confidence, collapsed(first, probabilities, power)[1])
+    return NumberReading(digits, float(confidence * factor) if allowed else 0.0, each)
+
+
+def _path(probabilities, lengths) -> tuple[list[int] | None, bool]:
+    """The best path (a symbol per step; ``None`` when it reads no digit) if its length is
+    allowed, else the best path of an allowed length
+    (:func:`~batchdigits.numbers.sequence.path_of_length`); and whether its length is
+    allowed (none is: the best path, read with confidence 0)."""
+    path = probabilities.argmax(1).tolist()
+    if not any(path):
+        return None, True
+    if lengths[0] <= len(digit_runs(path)) <= lengths[1]:
+        return path, True
+    of_length = path_of_length(probabilities, lengths)
+    return (path, False) if of_length is None else (of_length, True)
 
 
 def read_batch(inference, gray, sizes, lengths=ANY_LENGTH) -> list[NumberReading]:

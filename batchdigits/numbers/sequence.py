@@ -95,7 +95,7 @@ def greedy(probabilities: np.ndarray, power: float = 1.0) -> list[tuple[str, flo
     blanks dropped), its confidence (the product of its steps' maxima, to ``power``: the
     card's calibration), and each digit's (the largest of its steps)."""
     return [
-        _collapsed(path.tolist(), row, power)
+        collapsed(path.tolist(), row, power)
         for path, row in zip(probabilities.argmax(2), probabilities, strict=True)
     ]
 
@@ -105,7 +105,13 @@ def best_of_length(probabilities: np.ndarray, lengths: tuple[int, int], power: f
     (repeats merged, blanks dropped) number ``lengths`` ``(fewest, most)``, as
     :func:`greedy` gives it: ``(digits, confidence, each digit's)``, the confidence the
     product of the path's own steps' probabilities to ``power``; ``None`` when no path
-    has such a length. Where the best path of all has an allowed length, it is that one.
+    has such a length. Where the best path of all has an allowed length, it is that one."""
+    path = path_of_length(probabilities, lengths)
+    return None if path is None else collapsed(path, probabilities, power)
+
+
+def path_of_length(probabilities: np.ndarray, lengths: tuple[int, int]) -> list[int] | None:
+    """The path (a symbol per step) of :func:`best_of_length`, or ``None``.
 
     A Viterbi search over (digits so far, the symbol of the step before): a blank keeps
     the count, the previous digit again merges with it, any other digit adds one."""
@@ -124,7 +130,7 @@ def best_of_length(probabilities: np.ndarray, lengths: tuple[int, int], power: f
     for t in range(steps - 1, -1, -1):
         path.append(s)
         k, s = back[t, k, s]
-    return _collapsed(path[::-1], probabilities, power)
+    return path[::-1]
 
 
 def _step(score: np.ndarray, logp: np.ndarray):
@@ -163,7 +169,7 @@ def _best_end(score: np.ndarray, fewest: int):
     return (None, None) if not np.isfinite(allowed[k, s]) else (int(k), int(s))
 
 
-def _collapsed(path: list[int], probabilities: np.ndarray, power: float):
+def collapsed(path: list[int], probabilities: np.ndarray, power: float):
     """A path of symbols -> ``(digits, confidence, each digit's)`` as :func:`greedy`
     makes them from its own path."""
     digits, each = [], []

@@ -1,0 +1,176 @@
+"""The digit model's second opinion on the digits of a reading that stand alone.
+
+A digit stands alone when one run of inked columns of the reader's input holds its peak
+step and no other digit's: a number written apart, each digit whole, as in MNIST. The
+digit model reads such a digit again, its columns' ink normalised as a single digit is
+(:func:`~batchdigits.imaging.preprocess.model_inputs`):
+
+- where the reader doubts the digit (its probability at its peak step is under
+  :data:`DOUBTED_BELOW`), it becomes the digit most probable under both models (the
+  product of their probabilities), and its confidence the product's. The reading's
+  confidence is the new path's under those probabilities, but never more than the
+  reader's own for its first reading;
+- where the reading would pass review, its confidence is multiplied by the digit model's
+  probability of each of its other digits the reader gives less than
+  :data:`CHECKED_BELOW`, to the card's power: a digit the two models disagree on sends
+  the row to review.
+
+A reading's confidence is never raised. Digits that touch or overlap a neighbour share a run of
+columns and are the reader's alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from batchdigits.imaging.preprocess import model_inputs
+from batchdigits.numbers.sequence import STEPS, WIDTH, collapsed
+from batchdigits.runtime.lazy import tf
+
+#: A digit the reader gives less than this probability is read again and may change.
+DOUBTED_BELOW = 0.99
+#: In a reading that would pass review, a digit under this is checked by the digit model.
+CHECKED_BELOW = 0.999
+_INK = 0.1  # a column of the reader's input with a pixel this dark holds ink
+_SLACK = 2  # a digit's peak step may fall this many columns outside its run of ink
+_COLUMNS = WIDTH // STEPS  # columns of the input per step of the sequence
+#: Crops per call of the digit model: every call has this shape, so a digit's
+#: probabilities do not depend on how many others its batch asked about.
+CROPS_PER_CALL = 64
+
+
+@dataclass(frozen=True)
+class DigitCheck:
+    """The digit model as a second opinion: ``read`` turns ink crops ``(N, HEIGHT,
+    WIDTH)`` into its probabilities ``(N, 10)``; ``review_below`` is the reader's review
+    threshold."""
+
+    read: Callable[[np.ndarray], np.ndarray]
+    review_below: float
+
+
+def column_runs(ink: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Per field of ``ink (B, HEIGHT, WIDTH)``: the runs ``(start, stop)`` of columns with
+    ink, left to right."""
+    cols = np.pad((ink >= _INK).any(1), ((0, 0), (1, 1))).astype(np.int8)
+    change = np.diff(cols, axis=1)
+    return [
+        list(zip(np.flatnonzero(c == 1).tolist(), np.flatnonzero(c == -1).tolist(), strict=True))
+        for c in change
+    ]
+
+
+def digit_runs(path: list[int]) -> list[tuple[int, list[int]]]:
+    """A path (a symbol per step, 0 the blank) -> its digits as ``(symbol, steps)``: a
+    symbol repeated over consecutive steps is one digit."""
+    runs: list[tuple[int, list[int]]] = []
+    previous = 0
+    for t, c in enumerate(path):
+        if c and c == previous:
+            runs[-1][1].append(t)
+        elif c:
+            runs.append((c, [t]))
+        previous = c
+    return runs
+
+
+def _holders(peaks: list[int], columns: list[tuple[int, int]]) -> list[int]:
+    """For each digit's peak step: the index of the run of columns that holds it and no
+    other digit, or -1."""
+    held = []
+    for t in peaks:
+        centre = t * _COLUMNS + (_COLUMNS - 1) / 2.0
+        inside = [j for j, (a, b) in enumerate(columns) if a - _SLACK <= centre < b + _SLACK]
+        held.append(inside[0] if len(inside) == 1 else -1)
+    return [j if j >= 0 and held.count(j) == 1 else -1 for j in held]
+
+
+def second_opinion(probabilities, paths, ink, check: DigitCheck, power: float):
+    """The reader's ``paths`` (``None``: nothing read) over its ``probabilities (B,
+    STEPS, 11)``, with its input ``ink (B, HEIGHT, WIDTH)`` -> ``(paths, probabilities,
+    factors)``: the paths with their doubted digits read again, the probabilities with
+    both models' at those digits' steps, and the factor ``(B,)`` each reading's
+    confidence is multiplied by (see the module). New lists and arrays: the inputs stay."""
+    asked = _asked(probabilities, paths, column_runs(ink), check.review_below, power)
+    paths = [None if p is None else list(p) for p in paths]
+    probabilities = np.array(probabilities, np.float64)
+    factors = np.ones(len(paths))
+    if not asked:
+        return paths, probabilities, factors
+    crops = np.zeros((len(asked), *ink.shape[1:]), np.float32)
+    for i, (r, *_, (a, b)) in enumerate(asked):
+        crops[i, :, a:b] = ink[r, :, a:b]
+    for (r, steps, c, peak, doubted, _), p in zip(asked, check.read(crops), strict=True):
+        if doubted:
+            _retake(paths[r], probabilities[r], steps, peak, np.asarray(p, np.float64))
+        else:
+            factors[r] *= float(p[c - 1]) ** power
+    return paths, probabilities, factors
+
+
+def _asked(probabilities, paths, columns, review_below: float, power: float) -> list:
+    """The digits the digit model is asked about: ``(row, the digit's steps, its symbol,
+    its peak step, doubted, its run of columns)``."""
+    asked = []
+    for r, path in enumerate(paths):
+        if path is None:
+            continue
+        runs = digit_runs(path)
+        peaks = [max(steps, key=lambda t, c=c: probabilities[r, t, c]) for c, steps in runs]
+        confident = collapsed(path, probabilities[r], power)[1] >= review_below
+        for (c, steps), peak, j in zip(runs, peaks, _holders(peaks, columns[r]), strict=True):
+            p = probabilities[r, peak, c]
+            doubted = bool(p < DOUBTED_BELOW)
+            if j >= 0 and (doubted or (confident and p < CHECKED_BELOW)):
+                asked.append((r, steps, c, peak, doubted, columns[r][j]))
+    return asked
+
+
+def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) -> None:
+    """The digit at ``steps`` of ``path`` becomes the one most probable under both
+    models at its ``peak`` step (the product of the reader's ten digit probabilities
+    there, made to sum to 1, and the digit model's), and at each of its steps the
+    reader's digit probabilities (``probabilities (STEPS, 11)``, changed in place) become
+    that product, made to sum to what the reader gave the digits. Unless a neighbouring
+    step already holds the new digit (the two would merge into one): then nothing
+    changes."""
+
+    def both(t):
+        q = probabilities[t, 1:] / max(probabilities[t, 1:].sum(), 1e-300) * digit
+        return q / max(q.sum(), 1e-300)
+
+    best = int(np.argmax(both(peak))) + 1
+    before = path[steps[0] - 1] if steps[0] else 0
+    after = path[steps[-1] + 1] if steps[-1] + 1 < len(path) else 0
+    if best in (before, after) and best != path[steps[0]]:
+        return
+    for t in steps:
+        probabilities[t, 1:] = (1.0 - probabilities[t, 0]) * both(t)
+        path[t] = best
+
+
+def digit_probabilities(model, compiled: bool, crops: np.ndarray) -> np.ndarray:
+    """The digit ``model``'s probabilities ``(N, 10)`` for ink crops ``(N, HEIGHT,
+    WIDTH)``, each normalised as a single digit is (steps 5-6: its ink's box to 20 px,
+    centred by its mass), :data:`CROPS_PER_CALL` at a time. ``compiled``: the inputs
+    are made by a compiled function (the same bits as op by op)."""
+    t = tf()
+    inputs = _compiled_inputs() if compiled else model_inputs
+    out = []
+    for start in range(0, len(crops), CROPS_PER_CALL):
+        part = crops[start : start + CROPS_PER_CALL]
+        batch = np.zeros((CROPS_PER_CALL, *crops.shape[1:]), np.float32)
+        batch[: len(part)] = part
+        out.append(np.asarray(model(inputs(t.constant(batch))))[: len(part)])
+    return np.concatenate(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_inputs():
+    t = tf()
+    spec = [t.TensorSpec([None, None, None], t.float32)]
+    return t.function(model_inputs, input_signature=spec, autograph=False)
