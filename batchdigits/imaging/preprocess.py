@@ -249,6 +249,15 @@ def compiled_normalization():
     return normalize
 
 
+@functools.lru_cache(maxsize=1)
+def compiled_model_inputs():
+    """:func:`model_inputs` compiled once per process, for batches of crops of any size
+    and their least sides (zeros: none): the digits of a number read one by one."""
+    t = tf()
+    spec = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None], t.float32)]
+    return t.function(model_inputs, input_signature=spec, autograph=False)
+
+
 def model_inputs(x, least_side=None):
     """Steps 5-6: clean ink ``x (B, H, W)`` in 0..1 (zero-padded) -> the model's inputs
     ``(B, 28, 28, 1)`` in 0..255 (``least_side``: see :func:`_fit_box`)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from batchdigits.imaging.components import label_pieces
-from batchdigits.imaging.preprocess import model_inputs, pad_batch
+from batchdigits.imaging.preprocess import compiled_model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
 from batchdigits.numbers.second import DigitCheck, digit_runs, second_opinion
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
@@ -152,7 +152,7 @@ def _probabilities(inference, crops: list[np.ndarray], heights: list[int]) -> np
             batch[n, : c.shape[0], : c.shape[1]] = c
         least = np.zeros(size, np.float32)
         least[: len(part)] = np.asarray(heights[start : start + size], np.float32) * HEIGHT_SHARE
-        inputs = _inputs()(tf().constant(batch), tf().constant(least))
+        inputs = compiled_model_inputs()(tf().constant(batch), tf().constant(least))
         out.append(inference.infer(inputs).numpy()[: len(part)])
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
@@ -205,10 +205,3 @@ def _clean():
     t = tf()
     specs = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None, 2], t.int32)]
     return t.function(field_ink, input_signature=specs, autograph=False)
-
-
-@functools.lru_cache(maxsize=1)
-def _inputs():
-    t = tf()
-    spec = [t.TensorSpec([None, None, None], t.float32), t.TensorSpec([None], t.float32)]
-    return t.function(model_inputs, input_signature=spec, autograph=False)

@@ -21,13 +21,12 @@ columns and are the reader's alone.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from batchdigits.imaging.preprocess import model_inputs
+from batchdigits.imaging.preprocess import compiled_model_inputs, model_inputs
 from batchdigits.numbers.sequence import STEPS, WIDTH, collapsed
 from batchdigits.runtime.lazy import tf
 
@@ -159,18 +158,15 @@ def digit_probabilities(model, compiled: bool, crops: np.ndarray) -> np.ndarray:
     centred by its mass), :data:`CROPS_PER_CALL` at a time. ``compiled``: the inputs
     are made by a compiled function (the same bits as op by op)."""
     t = tf()
-    inputs = _compiled_inputs() if compiled else model_inputs
     out = []
     for start in range(0, len(crops), CROPS_PER_CALL):
         part = crops[start : start + CROPS_PER_CALL]
         batch = np.zeros((CROPS_PER_CALL, *crops.shape[1:]), np.float32)
         batch[: len(part)] = part
-        out.append(np.asarray(model(inputs(t.constant(batch))))[: len(part)])
+        batch = t.constant(batch)
+        if compiled:  # no least side: a side of at least 0 px
+            inputs = compiled_model_inputs()(batch, t.zeros(CROPS_PER_CALL))
+        else:
+            inputs = model_inputs(batch)
+        out.append(np.asarray(model(inputs))[: len(part)])
     return np.concatenate(out)
-
-
-@functools.lru_cache(maxsize=1)
-def _compiled_inputs():
-    t = tf()
-    spec = [t.TensorSpec([None, None, None], t.float32)]
-    return t.function(model_inputs, input_signature=spec, autograph=False)
