@@ -14,10 +14,9 @@ from batchdigits.numbers.second import (
     DOUBTED_BELOW,
     DigitCheck,
     column_runs,
-    digit_runs,
     second_opinion,
 )
-from batchdigits.numbers.sequence import HEIGHT, STEPS, WIDTH, collapsed
+from batchdigits.numbers.sequence import HEIGHT, STEPS, WIDTH, collapsed, digit_runs
 from batchdigits.options import PredictOptions
 
 POWER = 0.3
@@ -89,11 +88,12 @@ def test_a_doubted_digit_standing_alone_takes_both_models_reading():
     paths = [p[r].argmax(1).tolist() for r in range(3)]
     before = [collapsed(path, p[r], POWER) for r, path in enumerate(paths)]
     assert before[1][1] >= REVIEW > before[1][1] * 0.2**POWER
-    new, checked, factors = second_opinion(p, paths, ink, DigitCheck(fake, REVIEW), POWER)
+    new, checked, ceilings, factors = second_opinion(p, paths, ink, DigitCheck(fake, REVIEW), POWER)
     after = [collapsed(path, checked[r], POWER) for r, path in enumerate(new)]
     assert before[0][0] == "41" and after[0][0] == "91"  # 0.6 x 0.0056 < 0.35 x 0.95
     assert after[0][2][0] == pytest.approx(0.35 * 0.95 / (0.35 * 0.95 + 0.6 * 0.05 / 9) * 0.95)
     assert np.array_equal(checked[1:], p[1:]) and np.array_equal(checked[0, :5], p[0, :5])
+    assert ceilings[0] == pytest.approx(before[0][1]) and np.isinf(ceilings[1:]).all()
     assert after[1][0] == "7" and factors[1] == pytest.approx(0.2**POWER)
     assert after[2][0] == "38" and factors[2] == 1.0
     # two crops asked: row 0's doubted 4, alone in its columns, and row 1's checked 7
@@ -110,8 +110,8 @@ def test_a_retaken_digit_never_merges_into_its_neighbour():
     ink[0, 4:28, 18:23] = ink[0, 4:28, 25:29] = 1.0  # two runs: step 5's and step 6's
     fake = FakeDigitModel([(24, 30, _one_hot(2, 0.99)), (0, WIDTH, _one_hot(0, 1.0))])
     check = DigitCheck(fake, REVIEW)
-    new, checked, _ = second_opinion(p, [p[0].argmax(1).tolist()], ink, check, POWER)
-    assert np.array_equal(checked, p)  # nothing changed
+    new, checked, ceilings, _ = second_opinion(p, [p[0].argmax(1).tolist()], ink, check, POWER)
+    assert np.array_equal(checked, p) and np.isinf(ceilings).all()  # nothing changed
     assert len(fake.crops) == 1
     assert collapsed(new[0], p[0], POWER)[0] == "24"  # a 2 there would read "2"
 

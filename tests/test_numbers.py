@@ -16,10 +16,16 @@ from batchdigits.model.inference import Inference
 from batchdigits.numbers.reader import NOTHING, best_path, read_fields
 from batchdigits.numbers.second import CROPS_PER_CALL
 from batchdigits.numbers.segment import Primitive, pieces, primitives
-from batchdigits.numbers.sequence import best_of_length, greedy
+from batchdigits.numbers.sequence import collapsed, greedy, path_of_length
 from batchdigits.options import PredictOptions, parse_digits
 
 runner = CliRunner()
+
+
+def best_of_length(p, lengths):
+    """The best reading of an allowed length, as prediction makes it from the path."""
+    path = path_of_length(p, lengths)
+    return None if path is None else collapsed(path, p, 1.0)
 
 
 def test_digits_option_is_a_count_or_a_range():

@@ -14,9 +14,9 @@ import numpy as np
 from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import compiled_model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
-from batchdigits.numbers.second import DigitCheck, digit_runs, second_opinion
+from batchdigits.numbers.second import DigitCheck, second_opinion
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
-from batchdigits.numbers.sequence import collapsed, field_inputs, path_of_length
+from batchdigits.numbers.sequence import collapsed, digit_runs, field_inputs, path_of_length
 from batchdigits.runtime.lazy import tf
 
 #: Lengths read when the user does not give one.
@@ -75,25 +75,24 @@ def read_cleaned(
         for row, ink in zip(probabilities, np.asarray(has_ink), strict=True)
     ]
     paths = [path for path, _ in found]
-    checked = (paths, probabilities, np.ones(len(paths)))
+    checked = (paths, probabilities, np.full(len(paths), np.inf), np.ones(len(paths)))
     if check is not None:
         checked = second_opinion(probabilities, paths, inputs[..., 0], check, power)
     out = []
-    for row, (first, allowed), *after in zip(probabilities, found, *checked, strict=True):
-        out.append(_reading(row, first, allowed, *after, power))
+    for (_, allowed), *after in zip(found, *checked, strict=True):
+        out.append(_reading(allowed, *after, power))
     return out, inputs
 
 
-def _reading(probabilities, first, allowed: bool, path, checked, factor: float, power: float):
-    """One field's reading: its ``path`` over the ``checked`` probabilities (those of the
-    digit model's second opinion), its confidence never above that of the reader's
-    ``first`` path, times ``factor``; 0 where no path has an allowed length."""
+def _reading(allowed: bool, path, probabilities, ceiling, factor, power: float):
+    """One field's reading: its ``path`` over ``probabilities`` (the digit model's second
+    opinion's), its confidence at most ``ceiling``, times ``factor``; 0 where no path has
+    an allowed length."""
     if path is None:
         return NOTHING
-    digits, confidence, each = collapsed(path, checked, power)
-    if not np.array_equal(checked, probabilities):  # the second opinion read it again
-        confidence = min(confidence, collapsed(first, probabilities, power)[1])
-    return NumberReading(digits, float(confidence * factor) if allowed else 0.0, each)
+    digits, confidence, each = collapsed(path, probabilities, power)
+    confidence = min(confidence, ceiling) * factor
+    return NumberReading(digits, float(confidence) if allowed else 0.0, each)
 
 
 def _path(probabilities, lengths) -> tuple[list[int] | None, bool]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from batchdigits.imaging.preprocess import compiled_model_inputs, model_inputs
-from batchdigits.numbers.sequence import STEPS, WIDTH, collapsed
+from batchdigits.numbers.sequence import STEPS, WIDTH, collapsed, digit_runs
 from batchdigits.runtime.lazy import tf
 
 #: A digit the reader gives less than this probability is read again and may change.
@@ -63,20 +63,6 @@ def column_runs(ink: np.ndarray) -> list[list[tuple[int, int]]]:
     ]
 
 
-def digit_runs(path: list[int]) -> list[tuple[int, list[int]]]:
-    """A path (a symbol per step, 0 the blank) -> its digits as ``(symbol, steps)``: a
-    symbol repeated over consecutive steps is one digit."""
-    runs: list[tuple[int, list[int]]] = []
-    previous = 0
-    for t, c in enumerate(path):
-        if c and c == previous:
-            runs[-1][1].append(t)
-        elif c:
-            runs.append((c, [t]))
-        previous = c
-    return runs
-
-
 def _holders(peaks: list[int], columns: list[tuple[int, int]]) -> list[int]:
     """For each digit's peak step: the index of the run of columns that holds it and no
     other digit, or -1."""
@@ -91,36 +77,42 @@ def _holders(peaks: list[int], columns: list[tuple[int, int]]) -> list[int]:
 def second_opinion(probabilities, paths, ink, check: DigitCheck, power: float):
     """The reader's ``paths`` (``None``: nothing read) over its ``probabilities (B,
     STEPS, 11)``, with its input ``ink (B, HEIGHT, WIDTH)`` -> ``(paths, probabilities,
-    factors)``: the paths with their doubted digits read again, the probabilities with
-    both models' at those digits' steps, and the factor ``(B,)`` each reading's
-    confidence is multiplied by (see the module). New lists and arrays: the inputs stay."""
-    asked = _asked(probabilities, paths, column_runs(ink), check.review_below, power)
+    ceilings, factors)``: the paths with their doubted digits read again, the
+    probabilities with both models' at those digits' steps, and per reading ``(B,)`` the
+    most its confidence may be (the reader's own, where a digit was read again; else
+    infinite) and the factor it is then multiplied by (see the module). New lists and
+    arrays: the inputs stay."""
+    first = [
+        None if p is None else collapsed(p, probabilities[r], power)[1] for r, p in enumerate(paths)
+    ]
+    asked = _asked(probabilities, paths, column_runs(ink), first, check.review_below)
     paths = [None if p is None else list(p) for p in paths]
     probabilities = np.array(probabilities, np.float64)
-    factors = np.ones(len(paths))
+    ceilings, factors = np.full(len(paths), np.inf), np.ones(len(paths))
     if not asked:
-        return paths, probabilities, factors
+        return paths, probabilities, ceilings, factors
     crops = np.zeros((len(asked), *ink.shape[1:]), np.float32)
     for i, (r, *_, (a, b)) in enumerate(asked):
         crops[i, :, a:b] = ink[r, :, a:b]
     for (r, steps, c, peak, doubted, _), p in zip(asked, check.read(crops), strict=True):
-        if doubted:
-            _retake(paths[r], probabilities[r], steps, peak, np.asarray(p, np.float64))
-        else:
+        if not doubted:
             factors[r] *= float(p[c - 1]) ** power
-    return paths, probabilities, factors
+        elif _retake(paths[r], probabilities[r], steps, peak, np.asarray(p, np.float64)):
+            ceilings[r] = first[r]
+    return paths, probabilities, ceilings, factors
 
 
-def _asked(probabilities, paths, columns, review_below: float, power: float) -> list:
-    """The digits the digit model is asked about: ``(row, the digit's steps, its symbol,
-    its peak step, doubted, its run of columns)``."""
+def _asked(probabilities, paths, columns, confidences, review_below: float) -> list:
+    """The digits the digit model is asked about (``confidences``: the readings' own):
+    ``(row, the digit's steps, its symbol, its peak step, doubted, its run of
+    columns)``."""
     asked = []
     for r, path in enumerate(paths):
         if path is None:
             continue
         runs = digit_runs(path)
         peaks = [max(steps, key=lambda t, c=c: probabilities[r, t, c]) for c, steps in runs]
-        confident = collapsed(path, probabilities[r], power)[1] >= review_below
+        confident = confidences[r] >= review_below
         for (c, steps), peak, j in zip(runs, peaks, _holders(peaks, columns[r]), strict=True):
             p = probabilities[r, peak, c]
             doubted = bool(p < DOUBTED_BELOW)
@@ -129,14 +121,14 @@ def _asked(probabilities, paths, columns, review_below: float, power: float) -> 
     return asked
 
 
-def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) -> None:
+def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) -> bool:
     """The digit at ``steps`` of ``path`` becomes the one most probable under both
     models at its ``peak`` step (the product of the reader's ten digit probabilities
     there, made to sum to 1, and the digit model's), and at each of its steps the
     reader's digit probabilities (``probabilities (STEPS, 11)``, changed in place) become
     that product, made to sum to what the reader gave the digits. Unless a neighbouring
     step already holds the new digit (the two would merge into one): then nothing
-    changes."""
+    changes. Returns whether it changed them."""
 
     def both(t):
         q = probabilities[t, 1:] / max(probabilities[t, 1:].sum(), 1e-300) * digit
@@ -146,10 +138,11 @@ def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) 
     before = path[steps[0] - 1] if steps[0] else 0
     after = path[steps[-1] + 1] if steps[-1] + 1 < len(path) else 0
     if best in (before, after) and best != path[steps[0]]:
-        return
+        return False
     for t in steps:
         probabilities[t, 1:] = (1.0 - probabilities[t, 0]) * both(t)
         path[t] = best
+    return True
 
 
 def digit_probabilities(model, compiled: bool, crops: np.ndarray) -> np.ndarray:

@@ -100,18 +100,11 @@ def greedy(probabilities: np.ndarray, power: float = 1.0) -> list[tuple[str, flo
     ]
 
 
-def best_of_length(probabilities: np.ndarray, lengths: tuple[int, int], power: float = 1.0):
-    """One row's ``(STEPS, 11)`` probabilities -> the most probable path whose digits
-    (repeats merged, blanks dropped) number ``lengths`` ``(fewest, most)``, as
-    :func:`greedy` gives it: ``(digits, confidence, each digit's)``, the confidence the
-    product of the path's own steps' probabilities to ``power``; ``None`` when no path
-    has such a length. Where the best path of all has an allowed length, it is that one."""
-    path = path_of_length(probabilities, lengths)
-    return None if path is None else collapsed(path, probabilities, power)
-
-
 def path_of_length(probabilities: np.ndarray, lengths: tuple[int, int]) -> list[int] | None:
-    """The path (a symbol per step) of :func:`best_of_length`, or ``None``.
+    """One row's ``(STEPS, 11)`` probabilities -> the most probable path (a symbol per
+    step) whose digits (repeats merged, blanks dropped) number ``lengths`` ``(fewest,
+    most)``; ``None`` when no path has such a length. Where the best path of all has an
+    allowed length, it is that one.
 
     A Viterbi search over (digits so far, the symbol of the step before): a blank keeps
     the count, the previous digit again merges with it, any other digit adds one."""
@@ -134,7 +127,7 @@ def path_of_length(probabilities: np.ndarray, lengths: tuple[int, int]) -> list[
 
 
 def _step(score: np.ndarray, logp: np.ndarray):
-    """One step of :func:`best_of_length`: the new scores ``(counts, symbols)`` and, per
+    """One step of :func:`path_of_length`: the new scores ``(counts, symbols)`` and, per
     new state, the state it came from ``(counts, symbols, 2)``."""
     counts, symbols = score.shape
     k = np.arange(counts)[:, None]
@@ -172,15 +165,23 @@ def _best_end(score: np.ndarray, fewest: int):
 def collapsed(path: list[int], probabilities: np.ndarray, power: float):
     """A path of symbols -> ``(digits, confidence, each digit's)`` as :func:`greedy`
     makes them from its own path."""
-    digits, each = [], []
-    previous = 0
     chosen = probabilities[np.arange(len(path)), path]
-    for c, q in zip(path, chosen.tolist(), strict=True):
-        if c != 0 and c != previous:
-            digits.append(str(c - 1))
-            each.append(q)
-        elif c != 0 and each:
-            each[-1] = max(each[-1], q)
+    q = chosen.tolist()
+    runs = digit_runs(path)
+    digits = "".join(str(c - 1) for c, _ in runs)
+    each = tuple(max(q[t] for t in steps) for _, steps in runs)
+    return digits, float(np.prod(chosen, dtype=np.float64)) ** power, each
+
+
+def digit_runs(path: list[int]) -> list[tuple[int, list[int]]]:
+    """A path (a symbol per step, 0 the blank) -> its digits as ``(symbol, steps)``: a
+    symbol repeated over consecutive steps is one digit."""
+    runs: list[tuple[int, list[int]]] = []
+    previous = 0
+    for t, c in enumerate(path):
+        if c and c == previous:
+            runs[-1][1].append(t)
+        elif c:
+            runs.append((c, [t]))
         previous = c
-    whole = float(np.prod(chosen, dtype=np.float64)) ** power
-    return "".join(digits), whole, tuple(each)
+    return runs
