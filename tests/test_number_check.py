@@ -12,6 +12,7 @@ from batchdigits.numbers.reader import read_cleaned, sequence_inputs_fn
 from batchdigits.numbers.second import (
     CHECKED_BELOW,
     DOUBTED_BELOW,
+    READER_WEIGHT,
     DigitCheck,
     column_runs,
     second_opinion,
@@ -91,7 +92,10 @@ def test_a_doubted_digit_standing_alone_takes_both_models_reading():
     new, checked, ceilings, factors = second_opinion(p, paths, ink, DigitCheck(fake, REVIEW), POWER)
     after = [collapsed(path, checked[r], POWER) for r, path in enumerate(new)]
     assert before[0][0] == "41" and after[0][0] == "91"  # 0.6 x 0.0056 < 0.35 x 0.95
-    assert after[0][2][0] == pytest.approx(0.35 * 0.95 / (0.35 * 0.95 + 0.6 * 0.05 / 9) * 0.95)
+    # the reader's digit probabilities, made to sum to 1, to READER_WEIGHT, times the digit model's
+    reader = p[0, 5, 1:] / p[0, 5, 1:].sum()
+    both = reader**READER_WEIGHT * np.asarray(_one_hot(9, 0.95))
+    assert READER_WEIGHT < 1 and after[0][2][0] == pytest.approx(both[9] / both.sum() * 0.95)
     assert np.array_equal(checked[1:], p[1:]) and np.array_equal(checked[0, :5], p[0, :5])
     assert ceilings[0] == pytest.approx(before[0][1]) and np.isinf(ceilings[1:]).all()
     assert after[1][0] == "7" and factors[1] == pytest.approx(0.2**POWER)

@@ -7,7 +7,8 @@ digit model reads such a digit again, its columns' ink normalised as a single di
 
 - where the reader doubts the digit (its probability at its peak step is under
   :data:`DOUBTED_BELOW`), it becomes the digit most probable under both models (the
-  product of their probabilities), and its confidence the product's. The reading's
+  product of their probabilities, the reader's to the power :data:`READER_WEIGHT`), and
+  its confidence the product's. The reading's
   confidence is the new path's under those probabilities, but never more than the
   reader's own for its first reading;
 - where the reading would pass review, its confidence is multiplied by the digit model's
@@ -34,6 +35,9 @@ from batchdigits.runtime.lazy import tf
 DOUBTED_BELOW = 0.99
 #: In a reading that would pass review, a digit under this is checked by the digit model.
 CHECKED_BELOW = 0.999
+#: The reader's probabilities count to this power in the product with the digit model's:
+#: on the digits that stand alone, the digit model is the surer of the two.
+READER_WEIGHT = 0.5
 _INK = 0.1  # a column of the reader's input with a pixel this dark holds ink
 _SLACK = 2  # a digit's peak step may fall this many columns outside its run of ink
 _COLUMNS = WIDTH // STEPS  # columns of the input per step of the sequence
@@ -124,14 +128,16 @@ def _asked(probabilities, paths, columns, confidences, review_below: float) -> l
 def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) -> bool:
     """The digit at ``steps`` of ``path`` becomes the one most probable under both
     models at its ``peak`` step (the product of the reader's ten digit probabilities
-    there, made to sum to 1, and the digit model's), and at each of its steps the
-    reader's digit probabilities (``probabilities (STEPS, 11)``, changed in place) become
+    there, made to sum to 1, to the power :data:`READER_WEIGHT`, and the digit model's),
+    and at each of its steps the reader's digit probabilities (``probabilities (STEPS,
+    11)``, changed in place) become
     that product, made to sum to what the reader gave the digits. Unless a neighbouring
     step already holds the new digit (the two would merge into one): then nothing
     changes. Returns whether it changed them."""
 
     def both(t):
-        q = probabilities[t, 1:] / max(probabilities[t, 1:].sum(), 1e-300) * digit
+        reader = probabilities[t, 1:] / max(probabilities[t, 1:].sum(), 1e-300)
+        q = reader**READER_WEIGHT * digit
         return q / max(q.sum(), 1e-300)
 
     best = int(np.argmax(both(peak))) + 1
