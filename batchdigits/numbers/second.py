@@ -8,9 +8,8 @@ digit model reads such a digit again, its columns' ink normalised as a single di
 - where the reader doubts the digit (its probability at its peak step is under
   :data:`DOUBTED_BELOW`), it becomes the digit most probable under both models (the
   product of their probabilities, the reader's to the power :data:`READER_WEIGHT`), and
-  its confidence the product's. The reading's
-  confidence is the new path's under those probabilities, but never more than the
-  reader's own for its first reading;
+  its confidence the product's. The reading's confidence is the new path's under those
+  probabilities, but never more than the reader's own for its first reading;
 - where the reading would pass review, its confidence is multiplied by the digit model's
   probability of each of its other digits the reader gives less than
   :data:`CHECKED_BELOW`, to the card's power: a digit the two models disagree on sends
@@ -130,8 +129,8 @@ def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) 
     models at its ``peak`` step (the product of the reader's ten digit probabilities
     there, made to sum to 1, to the power :data:`READER_WEIGHT`, and the digit model's),
     and at each of its steps the reader's digit probabilities (``probabilities (STEPS,
-    11)``, changed in place) become
-    that product, made to sum to what the reader gave the digits. Unless a neighbouring
+    11)``, changed in place) become that product, made to sum to what the reader gave
+    the digits. Unless a neighbouring
     step already holds the new digit (the two would merge into one): then nothing
     changes. Returns whether it changed them."""
 
