@@ -75,22 +75,28 @@ def read_cleaned(
         for row, ink in zip(probabilities, np.asarray(has_ink), strict=True)
     ]
     paths = [path for path, _ in found]
+    first = [
+        None if p is None else collapsed(p, row, power)
+        for p, row in zip(paths, probabilities, strict=True)
+    ]
     checked = (paths, probabilities, np.full(len(paths), np.inf), np.ones(len(paths)))
     if check is not None:
-        checked = second_opinion(probabilities, paths, inputs[..., 0], check, power)
+        confidences = [None if f is None else f[1] for f in first]
+        checked = second_opinion(probabilities, paths, inputs[..., 0], check, power, confidences)
     out = []
-    for (_, allowed), *after in zip(found, *checked, strict=True):
-        out.append(_reading(allowed, *after, power))
+    for (_, allowed), before, *after in zip(found, first, *checked, strict=True):
+        out.append(_reading(allowed, before, *after, power))
     return out, inputs
 
 
-def _reading(allowed: bool, path, probabilities, ceiling, factor, power: float):
+def _reading(allowed: bool, first, path, probabilities, ceiling, factor, power: float):
     """One field's reading: its ``path`` over ``probabilities`` (the digit model's second
     opinion's), its confidence at most ``ceiling``, times ``factor``; 0 where no path has
-    an allowed length."""
+    an allowed length. ``first``: the path's reading before the second opinion, which
+    stands where no digit was read again (``ceiling`` infinite)."""
     if path is None:
         return NOTHING
-    digits, confidence, each = collapsed(path, probabilities, power)
+    digits, confidence, each = first if np.isinf(ceiling) else collapsed(path, probabilities, power)
     confidence = min(confidence, ceiling) * factor
     return NumberReading(digits, float(confidence) if allowed else 0.0, each)
 

@@ -77,17 +77,20 @@ def _holders(peaks: list[int], columns: list[tuple[int, int]]) -> list[int]:
     return [j if j >= 0 and held.count(j) == 1 else -1 for j in held]
 
 
-def second_opinion(probabilities, paths, ink, check: DigitCheck, power: float):
+def second_opinion(probabilities, paths, ink, check: DigitCheck, power: float, first=None):
     """The reader's ``paths`` (``None``: nothing read) over its ``probabilities (B,
     STEPS, 11)``, with its input ``ink (B, HEIGHT, WIDTH)`` -> ``(paths, probabilities,
     ceilings, factors)``: the paths with their doubted digits read again, the
     probabilities with both models' at those digits' steps, and per reading ``(B,)`` the
     most its confidence may be (the reader's own, where a digit was read again; else
-    infinite) and the factor it is then multiplied by (see the module). New lists and
+    infinite) and the factor it is then multiplied by (see the module). ``first``: the
+    readings' confidences before (made from the paths when not given). New lists and
     arrays: the inputs stay."""
-    first = [
-        None if p is None else collapsed(p, probabilities[r], power)[1] for r, p in enumerate(paths)
-    ]
+    if first is None:
+        first = [
+            None if p is None else collapsed(p, probabilities[r], power)[1]
+            for r, p in enumerate(paths)
+        ]
     asked = _asked(probabilities, paths, column_runs(ink), first, check.review_below)
     paths = [None if p is None else list(p) for p in paths]
     probabilities = np.array(probabilities, np.float64)
@@ -130,9 +133,8 @@ def _retake(path: list[int], probabilities, steps: list[int], peak: int, digit) 
     there, made to sum to 1, to the power :data:`READER_WEIGHT`, and the digit model's),
     and at each of its steps the reader's digit probabilities (``probabilities (STEPS,
     11)``, changed in place) become that product, made to sum to what the reader gave
-    the digits. Unless a neighbouring
-    step already holds the new digit (the two would merge into one): then nothing
-    changes. Returns whether it changed them."""
+    the digits. Unless a neighbouring step already holds the new digit (the two would
+    merge into one): then nothing changes. Returns whether it changed them."""
 
     def both(t):
         reader = probabilities[t, 1:] / max(probabilities[t, 1:].sum(), 1e-300)
