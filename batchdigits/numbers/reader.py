@@ -14,6 +14,7 @@ import numpy as np
 from batchdigits.imaging.components import label_pieces
 from batchdigits.imaging.preprocess import compiled_model_inputs, pad_batch
 from batchdigits.numbers.field import INK, field_ink
+from batchdigits.numbers.labelling import SURE_PATH, aligned, most_probable
 from batchdigits.numbers.second import DigitCheck, second_opinion
 from batchdigits.numbers.segment import candidates, crop, height_of, odds, pieces, primitives
 from batchdigits.numbers.sequence import collapsed, digit_runs, field_inputs, path_of_length
@@ -102,14 +103,20 @@ def _reading(allowed: bool, first, path, probabilities, ceiling, factor, power: 
 
 
 def _path(probabilities, lengths) -> tuple[list[int] | None, bool]:
-    """The best path (a symbol per step; ``None`` when it reads no digit) if its length is
-    allowed, else the best path of an allowed length
-    (:func:`~batchdigits.numbers.sequence.path_of_length`); and whether its length is
-    allowed (none is: the best path, read with confidence 0)."""
+    """The path read (a symbol per step; ``None`` when the best path reads no digit) and
+    whether its length is allowed. Where the best path's length is allowed, it is the
+    best path if that is sure (over :data:`~batchdigits.numbers.labelling.SURE_PATH`),
+    else the most probable path of the most probable reading of an allowed length
+    (:mod:`~batchdigits.numbers.labelling`). Else it is the best path of an allowed
+    length (:func:`~batchdigits.numbers.sequence.path_of_length`), and where there is
+    none, the best path, read with confidence 0."""
     path = probabilities.argmax(1).tolist()
     if not any(path):
         return None, True
     if lengths[0] <= len(digit_runs(path)) <= lengths[1]:
+        if np.prod(probabilities.max(1), dtype=np.float64) <= SURE_PATH:
+            reading = most_probable(probabilities, lengths)
+            path = path if reading is None else aligned(probabilities, reading) or path
         return path, True
     of_length = path_of_length(probabilities, lengths)
     return (path, False) if of_length is None else (of_length, True)
