@@ -30,19 +30,26 @@ def most_probable(probabilities: np.ndarray, lengths: tuple[int, int]) -> tuple[
     over the paths that read it; ``None`` when no reading the search followed has such a
     length."""
     fewest, most = lengths
+    p = np.asarray(probabilities, np.float64)
+    steps, digits = np.nonzero(p[:, 1:] >= _FLOOR)
+    at = np.searchsorted(steps, np.arange(len(p) + 1)).tolist()
+    digits = (digits + 1).tolist()
     beams: dict[tuple[int, ...], list[float]] = {(): [1.0, 0.0]}
-    for row in np.asarray(probabilities, np.float64):
-        beams = _kept(_extended(beams, row, most))
+    for t, row in enumerate(p.tolist()):
+        if at[t] == at[t + 1]:  # only the blank: every reading ends in it, none changes rank
+            beams = {k: [(v[0] + v[1]) * row[0], 0.0] for k, v in beams.items()}
+        else:
+            beams = _kept(_extended(beams, row, digits[at[t] : at[t + 1]], most))
     allowed = [(sum(v), k) for k, v in beams.items() if fewest <= len(k) <= most]
     if not allowed:
         return None
     return max(allowed, key=lambda item: item[0])[1]
 
 
-def _extended(beams: dict, row: np.ndarray, most: int) -> dict:
+def _extended(beams: dict, row: list[float], digits: list[int], most: int) -> dict:
     """Every reading of ``beams`` (``reading -> [ending in a blank, ending in its last
-    digit]``, probabilities) one step on, with that step's probabilities ``row (11,)``."""
-    digits = (np.flatnonzero(row[1:] >= _FLOOR) + 1).tolist()
+    digit]``, probabilities) one step on, with that step's probabilities ``row`` (11) of
+    which ``digits`` are at least :data:`_FLOOR`."""
     out: dict[tuple[int, ...], list[float]] = {}
     for reading, (blank, digit) in beams.items():
         same = out.setdefault(reading, [0.0, 0.0])
@@ -61,11 +68,11 @@ def _extended(beams: dict, row: np.ndarray, most: int) -> dict:
 def _kept(beams: dict) -> dict:
     """The :data:`_BEAM` most probable readings of at least :data:`_KEPT` of the best's
     probability, scaled so the best's is 1 (a long field does not underflow)."""
-    ranked = sorted(beams.items(), key=lambda item: -(item[1][0] + item[1][1]))
-    top = ranked[0][1][0] + ranked[0][1][1]
+    ranked = sorted(((v[0] + v[1], k, v) for k, v in beams.items()), key=lambda r: -r[0])
+    top = ranked[0][0]
     if top <= 0.0:
-        return dict(ranked[:_BEAM])
-    return {k: [v[0] / top, v[1] / top] for k, v in ranked[:_BEAM] if sum(v) >= _KEPT * top}
+        return {k: v for _, k, v in ranked[:_BEAM]}
+    return {k: [v[0] / top, v[1] / top] for q, k, v in ranked[:_BEAM] if q >= _KEPT * top}
 
 
 def aligned(probabilities: np.ndarray, reading: tuple[int, ...]) -> list[int] | None:

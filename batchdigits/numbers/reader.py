@@ -113,10 +113,12 @@ def _path(probabilities, lengths) -> tuple[list[int] | None, bool]:
     path = probabilities.argmax(1).tolist()
     if not any(path):
         return None, True
-    if lengths[0] <= len(digit_runs(path)) <= lengths[1]:
+    runs = digit_runs(path)
+    if lengths[0] <= len(runs) <= lengths[1]:
         if np.prod(probabilities.max(1), dtype=np.float64) <= SURE_PATH:
             reading = most_probable(probabilities, lengths)
-            path = path if reading is None else aligned(probabilities, reading) or path
+            if reading is not None and reading != tuple(c for c, _ in runs):
+                path = aligned(probabilities, reading) or path
         return path, True
     of_length = path_of_length(probabilities, lengths)
     return (path, False) if of_length is None else (of_length, True)
