@@ -1,13 +1,14 @@
 """The most probable reading of the sequence model's steps, summed over its paths.
 
 The best path (the most probable symbol at each step) is one alignment of one reading.
-A reading has many: ``7``, blank, blank and ``7``, ``7``, blank both read ``7``. Where the
-best path is not sure (its probability at most :data:`SURE_PATH`), another reading can be
-more probable over all its paths together; :func:`most_probable` finds it with a beam
-search over readings (prefix search), and :func:`aligned` gives its most probable path,
-which the rest of the reader works on (its confidence, the second opinion). Where the best
-path's probability is over :data:`SURE_PATH`, its reading is the most probable one: no
-other can hold more than the rest.
+A reading has many: over two steps, a 7 then a blank, a blank then a 7, and a 7 twice
+all read ``7``. Where the best path is not sure (its probability at most
+:data:`SURE_PATH`), another reading can be more probable over all its paths together;
+:func:`most_probable` finds it with a beam search over readings (prefix search), and
+:func:`aligned` gives its most probable path, which the rest of the reader works on (its
+confidence, the second opinion). Where the best path's probability is over
+:data:`SURE_PATH`, its reading is the most probable one: no other can hold more than the
+rest.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def aligned(probabilities: np.ndarray, reading: tuple[int, ...]) -> list[int] | 
         move = options.argmax(0)
         back[t] = np.arange(count) - move
         score = options[move, np.arange(count)] + logp[t]
-    end = count - 1 if score[-1] >= score[-2] or count == 1 else count - 2
+    end = count - 1 if count == 1 or score[-1] >= score[-2] else count - 2
     if not np.isfinite(score[end]):
         return None
     path = []
