@@ -89,7 +89,9 @@ def test_a_doubted_digit_standing_alone_takes_both_models_reading():
     paths = [p[r].argmax(1).tolist() for r in range(3)]
     before = [collapsed(path, p[r], POWER) for r, path in enumerate(paths)]
     assert before[1][1] >= REVIEW > before[1][1] * 0.2**POWER
-    new, checked, ceilings, factors = second_opinion(p, paths, ink, DigitCheck(fake, REVIEW), POWER)
+    check = DigitCheck(fake, REVIEW)
+    first = [b[1] for b in before]
+    new, checked, ceilings, factors = second_opinion(p, paths, first, ink, check, POWER)
     after = [collapsed(path, checked[r], POWER) for r, path in enumerate(new)]
     assert before[0][0] == "41" and after[0][0] == "91"  # .63**.5 x .0056 < .37**.5 x .95
     # the reader's digit probabilities, made to sum to 1, to READER_WEIGHT, times the digit model's
@@ -114,7 +116,9 @@ def test_a_retaken_digit_never_merges_into_its_neighbour():
     ink[0, 4:28, 18:23] = ink[0, 4:28, 25:29] = 1.0  # two runs: step 5's and step 6's
     fake = FakeDigitModel([(24, 30, _one_hot(2, 0.99)), (0, WIDTH, _one_hot(0, 1.0))])
     check = DigitCheck(fake, REVIEW)
-    new, checked, ceilings, _ = second_opinion(p, [p[0].argmax(1).tolist()], ink, check, POWER)
+    paths = [p[0].argmax(1).tolist()]
+    first = [collapsed(paths[0], p[0], POWER)[1]]
+    new, checked, ceilings, _ = second_opinion(p, paths, first, ink, check, POWER)
     assert np.array_equal(checked, p) and np.isinf(ceilings).all()  # nothing changed
     assert len(fake.crops) == 1
     assert collapsed(new[0], p[0], POWER)[0] == "24"  # a 2 there would read "2"

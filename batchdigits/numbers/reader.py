@@ -83,7 +83,7 @@ def read_cleaned(
     checked = (paths, probabilities, np.full(len(paths), np.inf), np.ones(len(paths)))
     if check is not None:
         confidences = [None if f is None else f[1] for f in first]
-        checked = second_opinion(probabilities, paths, inputs[..., 0], check, power, confidences)
+        checked = second_opinion(probabilities, paths, confidences, inputs[..., 0], check, power)
     out = []
     for (_, allowed), before, *after in zip(found, first, *checked, strict=True):
         out.append(_reading(allowed, before, *after, power))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from batchdigits.imaging.preprocess import compiled_model_inputs, model_inputs
-from batchdigits.numbers.sequence import STEPS, WIDTH, collapsed, digit_runs
+from batchdigits.numbers.sequence import STEPS, WIDTH, digit_runs
 from batchdigits.runtime.lazy import tf
 
 #: A digit the reader gives less than this probability is read again and may change.
@@ -77,20 +77,15 @@ def _holders(peaks: list[int], columns: list[tuple[int, int]]) -> list[int]:
     return [j if j >= 0 and held.count(j) == 1 else -1 for j in held]
 
 
-def second_opinion(probabilities, paths, ink, check: DigitCheck, power: float, first=None):
+def second_opinion(probabilities, paths, first, ink, check: DigitCheck, power: float):
     """The reader's ``paths`` (``None``: nothing read) over its ``probabilities (B,
-    STEPS, 11)``, with its input ``ink (B, HEIGHT, WIDTH)`` -> ``(paths, probabilities,
-    ceilings, factors)``: the paths with their doubted digits read again, the
-    probabilities with both models' at those digits' steps, and per reading ``(B,)`` the
-    most its confidence may be (the reader's own, where a digit was read again; else
-    infinite) and the factor it is then multiplied by (see the module). ``first``: the
-    readings' confidences before (made from the paths when not given). New lists and
-    arrays: the inputs stay."""
-    if first is None:
-        first = [
-            None if p is None else collapsed(p, probabilities[r], power)[1]
-            for r, p in enumerate(paths)
-        ]
+    STEPS, 11)``, with their confidences ``first``
+    (:func:`~batchdigits.numbers.sequence.collapsed`'s) and the reader's input ``ink (B,
+    HEIGHT, WIDTH)`` -> ``(paths, probabilities, ceilings, factors)``: the paths with
+    their doubted digits read again, the probabilities with both models' at those
+    digits' steps, and per reading ``(B,)`` the most its confidence may be (the reader's
+    own, where a digit was read again; else infinite) and the factor it is then
+    multiplied by (see the module). New lists and arrays: the inputs stay."""
     asked = _asked(probabilities, paths, column_runs(ink), first, check.review_below)
     paths = [None if p is None else list(p) for p in paths]
     probabilities = np.array(probabilities, np.float64)
