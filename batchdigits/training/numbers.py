@@ -204,10 +204,16 @@ def synthetic_numbers(digits, labels, count: int, seed: int):
 
 def model_inputs_of(images, batch: int = 128) -> np.ndarray:
     """Fields (``uint8 (H, W)``) -> the sequence model's inputs ``(N, HEIGHT, WIDTH, 1)``,
-    through the product's cleaning."""
+    through the product's cleaning; prepared ``32 * batch`` at a time, so the working
+    images of a large training set are never all held at once."""
     from batchdigits.imaging.one_file import prepare_pixels
 
-    return fields_of([prepare_pixels(i) for i in images], batch)[0]
+    chunk = 32 * batch
+    parts = [
+        fields_of([prepare_pixels(i) for i in images[start : start + chunk]], batch)[0]
+        for start in range(0, len(images), chunk)
+    ]
+    return np.concatenate(parts) if parts else fields_of([], batch)[0]
 
 
 def fields_of(grays, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
