@@ -204,27 +204,24 @@ def synthetic_numbers(digits, labels, count: int, seed: int):
 
 def model_inputs_of(images, batch: int = 128) -> np.ndarray:
     """Fields (``uint8 (H, W)``) -> the sequence model's inputs ``(N, HEIGHT, WIDTH, 1)``,
-    through the product's cleaning; prepared ``32 * batch`` at a time, so the working
+    through the product's cleaning; each batch is prepared as it is cleaned, so the working
     images of a large training set are never all held at once."""
     from batchdigits.imaging.one_file import prepare_pixels
 
-    chunk = 32 * batch
-    parts = [
-        fields_of([prepare_pixels(i) for i in images[start : start + chunk]], batch)[0]
-        for start in range(0, len(images), chunk)
-    ]
-    return np.concatenate(parts) if parts else fields_of([], batch)[0]
+    return fields_of(images, batch, prepare_pixels)[0]
 
 
-def fields_of(grays, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Gray working images -> ``(the sequence model's inputs (N, HEIGHT, WIDTH, 1)``
-    float16, ``has_ink (N,))``, through the product's cleaning and scaling."""
+def fields_of(grays, batch: int = 128, prepare=None) -> tuple[np.ndarray, np.ndarray]:
+    """Gray working images (or images that ``prepare`` turns into them, a batch at a
+    time) -> ``(the sequence model's inputs (N, HEIGHT, WIDTH, 1)`` float16, ``has_ink
+    (N,))``, through the product's cleaning and scaling."""
     from batchdigits.numbers.reader import sequence_inputs_fn
 
     clean = sequence_inputs_fn()
     inputs, has_ink = [], []
     for start in range(0, len(grays), batch):
-        x, ink = clean(*pad_batch(grays[start : start + batch]))
+        part = grays[start : start + batch]
+        x, ink = clean(*pad_batch([prepare(g) for g in part] if prepare else part))
         inputs.append(x.numpy().astype(np.float16))
         has_ink.append(ink.numpy())
     if not inputs:
